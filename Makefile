@@ -1,0 +1,66 @@
+# IoT data platform: `make help` lists the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+PYTEST_ARGS ?=
+
+.PHONY: help up down status logs test unit integration lint bench constraints system-deps clean
+
+help: ## List the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
+	touch $@
+
+system-deps: ## Install Debian packages the stack needs (mosquitto, maven, Java 17)
+	@missing=""; \
+	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
+	fi
+
+up: system-deps $(VENV)/.installed ## Install what is missing and run the whole pipeline in the background
+	$(PY) -m local up
+
+down: ## Stop everything (the data in ./data is kept)
+	@$(PY) -m local down
+
+status: ## What runs and whether it is healthy
+	@$(PY) -m local status
+
+logs: ## Last log lines of every service (make logs F=1 to follow)
+	@$(PY) -m local logs $(if $(F),--follow)
+
+test: system-deps $(VENV)/.installed lint ## Lint, type-check and run the whole test suite
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+unit: $(VENV)/.installed ## Unit tests only (no services)
+	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
+
+integration: system-deps $(VENV)/.installed ## Integration tests only (start their own services)
+	$(PY) -m pytest tests/integration $(PYTEST_ARGS)
+
+lint: $(VENV)/.installed ## ruff and mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy iot_data_generator mqtt_bridge stream_jobs local
+
+bench: system-deps $(VENV)/.installed ## Throughput and size benchmarks (prints figures)
+	$(PY) -m tests.bench
+
+constraints: $(VENV)/.installed ## Re-pin the full dependency tree after changing pyproject.toml
+	@(echo "# Full pinned dependency tree (pip freeze of .venv); regenerate with: make constraints"; \
+	  $(PY) -m pip freeze --exclude-editable) > constraints.txt
+
+clean: down ## Stop and delete all local data (./data) and the virtualenv
+	rm -rf data $(VENV)

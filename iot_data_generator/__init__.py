@@ -1,0 +1,1 @@
+"""Simulated sensors publishing readings over MQTT, in the original challenge's format."""

@@ -1,0 +1,150 @@
+"""Composition root of the generator: publish every sensor's reading every INTERVAL_MS.
+
+Unlike the original it runs paho's network loop, reconnects, keeps to a fixed
+schedule and can publish at QoS 1; the payload and topic are unchanged.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import IO, Any
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.enums import CallbackAPIVersion
+
+from iot_data_generator.readings import Faults, next_tick, readings_for_tick, utc_naive_now
+from iot_data_generator.settings import GeneratorSettings
+from mqtt_bridge.contract import SensorSpec, parse_sensors
+
+log = logging.getLogger("iot_data_generator")
+
+
+class Publisher:
+    """A paho client that knows which of its messages the broker confirmed."""
+
+    def __init__(self, s: GeneratorSettings, confirmed_log: IO[str] | None) -> None:
+        self._log = confirmed_log
+        self._lock = threading.Lock()
+        self._pending: dict[int, bytes] = {}
+        self._confirmed_early: set[int] = set()
+        self.published = 0
+        self.confirmed = 0
+        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.mqtt_client_id)
+        if s.mqtt_username:
+            password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
+            self.client.username_pw_set(s.mqtt_username, password)
+        self.client.reconnect_delay_set(min_delay=1, max_delay=10)
+        self.client.max_inflight_messages_set(1000)
+        self.client.on_publish = self._on_publish
+        self.client.on_connect = lambda *_a: log.info(
+            "connected to %s:%d", s.mqtt_host, s.mqtt_port
+        )
+        self.client.on_disconnect = lambda *_a: log.warning("disconnected; paho reconnects")
+
+    def publish(self, topic: str, payload: bytes, qos: int) -> None:
+        # Not under the lock: paho may run on_publish (which takes it) meanwhile.
+        info = self.client.publish(topic, payload, qos=qos)
+        with self._lock:
+            self.published += 1
+            if info.mid in self._confirmed_early:
+                self._confirmed_early.discard(info.mid)
+                self._confirm(payload)
+            else:
+                self._pending[info.mid] = payload
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
+        with self._lock:
+            payload = self._pending.pop(mid, None)
+            if payload is None:
+                self._confirmed_early.add(mid)
+            else:
+                self._confirm(payload)
+
+    def _confirm(self, payload: bytes) -> None:
+        self.confirmed += 1
+        if self._log is not None:
+            self._log.write(payload.hex() + "\n")
+
+    def wait_confirmed(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            with self._lock:
+                if not self._pending:
+                    return True
+            time.sleep(0.05)
+        return False
+
+
+def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Event) -> int:
+    faults = Faults(
+        s.fault_malformed,
+        s.fault_out_of_range,
+        s.fault_duplicate,
+        s.fault_late,
+        s.fault_late_seconds,
+    )
+    rng = random.Random(s.fault_seed)
+    log_file = open(s.published_log, "a", buffering=1) if s.published_log else None  # noqa: SIM115
+    pub = Publisher(s, log_file)
+    pub.client.connect_async(s.mqtt_host, s.mqtt_port)
+    pub.client.loop_start()
+    interval = s.interval_ms / 1000
+    start = time.monotonic()
+    ends = start + s.run_seconds if s.run_seconds > 0 else float("inf")
+    log.info(
+        "publishing %d sensors every %d ms to %s (QoS %d)%s",
+        len(sensors),
+        s.interval_ms,
+        s.mqtt_topic,
+        s.mqtt_qos,
+        " with fault injection" if faults.any else "",
+    )
+    tick = start
+    try:
+        while not stop.is_set() and tick < ends:
+            now = utc_naive_now()
+            for sensor in sensors.values():
+                for payload in readings_for_tick(sensor, now, rng, faults):
+                    pub.publish(s.mqtt_topic, payload, s.mqtt_qos)
+            tick = next_tick(start, interval, time.monotonic())
+            stop.wait(max(0.0, tick - time.monotonic()))
+        if not pub.wait_confirmed(30):
+            log.error("the broker did not confirm every message within 30 s")
+    finally:
+        pub.client.disconnect()
+        pub.client.loop_stop()
+        if log_file:
+            log_file.close()
+    log.info("published %d messages, %d confirmed", pub.published, pub.confirmed)
+    return 0
+
+
+def main() -> int:
+    s = GeneratorSettings()
+    logging.basicConfig(
+        level=s.logging_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    try:
+        sensors = parse_sensors(Path(s.sensors_file).read_bytes())
+    except (OSError, ValueError) as exc:
+        log.error("cannot load the sensor list %s: %s", s.sensors_file, exc)
+        return 2
+    stop = threading.Event()
+
+    def on_signal(_signum: int, _frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    return run(s, sensors, stop)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

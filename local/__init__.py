@@ -1,0 +1,1 @@
+"""Run the platform on this machine without Docker (make up / down / status / logs)."""

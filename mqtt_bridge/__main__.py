@@ -1,0 +1,5 @@
+import sys
+
+from mqtt_bridge.app import main
+
+sys.exit(main())

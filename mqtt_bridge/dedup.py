@@ -1,0 +1,49 @@
+"""Which reading the bridge has already forwarded: a bounded memory of keys.
+
+MQTT QoS 1 is at-least-once: after a reconnect or a bridge restart the broker
+resends every message the bridge had not acknowledged, flagged DUP. The bridge
+acknowledges only after Kafka has a record, so such a resend may be a reading
+already in Kafka. This memory (refilled from the tail of the Kafka topic at
+start) tells the bridge to drop those, which makes `iot.readings` exactly-once.
+A repeated reading that is *not* a protocol resend (a sensor or gateway sent it
+twice) is a data-quality fact: it goes to the dead letters, never silently away.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+
+class Verdict(Enum):
+    NEW = "new"  # forward to iot.readings
+    REDELIVERY = "redelivery"  # the broker resent what we already have: drop it
+    DUPLICATE = "duplicate"  # same sensor and dt seen before: dead-letter it
+
+
+Key = tuple[str, int]
+
+
+class RecentKeys:
+    """The last `capacity` reading keys with a digest of their payload, oldest evicted first."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._digests: dict[Key, int] = {}  # dicts keep insertion order: a cheap FIFO
+
+    def __len__(self) -> int:
+        return len(self._digests)
+
+    def remember(self, key: Key, digest: int) -> None:
+        self._digests[key] = digest
+        if len(self._digests) > self.capacity:
+            del self._digests[next(iter(self._digests))]
+
+    def check(self, key: Key, digest: int, redelivery_flag: bool) -> Verdict:
+        """Classify a reading and remember it when new."""
+        known = self._digests.get(key)
+        if known is None:
+            self.remember(key, digest)
+            return Verdict.NEW
+        if redelivery_flag and known == digest:
+            return Verdict.REDELIVERY
+        return Verdict.DUPLICATE

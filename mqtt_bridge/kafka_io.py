@@ -1,0 +1,102 @@
+"""Kafka at the bridge's edge: topic creation and reading back what is already there."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class TopicSpec:
+    name: str
+    partitions: int
+    config: dict[str, str] = field(default_factory=dict)
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 120.0) -> None:
+    """Create the topics that do not exist yet; wait for Kafka up to `timeout_s`."""
+    admin = AdminClient({"bootstrap.servers": bootstrap})
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            existing = admin.list_topics(timeout=5).topics
+            break
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.warning("Kafka at %s not reachable yet (%s); retrying", bootstrap, exc)
+            time.sleep(1)
+    missing = [s for s in specs if s.name not in existing]
+    if not missing:
+        return
+    futures = admin.create_topics(
+        [NewTopic(s.name, s.partitions, 1, config=s.config) for s in missing]
+    )
+    for name, fut in futures.items():
+        try:
+            fut.result()
+            log.info("created Kafka topic %s", name)
+        except KafkaException as exc:
+            # Another process may have created it in the meantime.
+            if "TOPIC_ALREADY_EXISTS" not in str(exc):
+                raise
+
+
+def read_partitions(
+    bootstrap: str, topic: str, last_n: int | None = None
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Yield (key, value) of a topic up to its current end: all of it, or the
+    last `last_n` records of each partition."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "iot-bridge-readback",  # never commits: assign() only
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        assignment = []
+        remaining = set()
+        for p in meta.partitions:
+            low, high = _watermarks(consumer, TopicPartition(topic, p))
+            start = low if last_n is None else max(low, high - last_n)
+            if high > start:
+                assignment.append(TopicPartition(topic, p, start))
+                remaining.add(p)
+        if not assignment:
+            return
+        consumer.assign(assignment)
+        while remaining:
+            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                        continue
+                    raise KafkaException(err)
+                yield msg.key(), msg.value()
+    finally:
+        consumer.close()
+
+
+def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:
+    """Low and high offsets; a topic created a moment ago may have no leader yet."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            low, high = consumer.get_watermark_offsets(tp, timeout=10)
+            return int(low), int(high)
+        except KafkaException as exc:
+            if time.monotonic() > deadline:
+                raise
+            log.info("waiting for partition leaders of %s: %s", tp.topic, exc)
+            time.sleep(0.5)

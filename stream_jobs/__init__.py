@@ -1,0 +1,1 @@
+"""Stream jobs: archive Kafka topics as Parquet in the lake (later: 1-minute means)."""

@@ -1,0 +1,264 @@
+"""Archive a Kafka topic as Parquet files in the lake, exactly once.
+
+How exactly-once holds through a crash at any moment:
+* A file holds a contiguous offset range of one Kafka partition and is named by
+  it: `<topic>+<partition>+<first>+<last>.parquet` (one per date folder).
+* Per topic-partition a checkpoint (`_checkpoints/<table>/<topic>+<p>.json`)
+  says the next offset to archive. A flush first records its files as pending
+  in the checkpoint, then writes them (each atomically), then moves the
+  checkpoint on and clears pending.
+* On (re)start or partition assignment, the files of a pending flush are
+  deleted and consumption resumes at the checkpoint's offset. So a record is
+  in the archive iff its offset is below the checkpoint: never lost, never twice.
+Kafka's committed offsets follow the checkpoint, for lag monitoring only.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+
+from stream_jobs.lake import Lake
+from stream_jobs.tables import Record, TableSpec
+
+log = logging.getLogger(__name__)
+
+
+# -- pure helpers -------------------------------------------------------------
+
+
+def data_file_name(topic: str, partition: int, first: int, last: int) -> str:
+    return f"{topic}+{partition}+{first:019d}+{last:019d}.parquet"
+
+
+def checkpoint_name(topic: str, partition: int) -> str:
+    return f"{topic}+{partition}.json"
+
+
+def split_by_partition(table: pa.Table, column: str | None) -> list[tuple[str, pa.Table]]:
+    """(Hive folder, rows without the partition column) for each value of `column`."""
+    if column is None:
+        return [("", table)]
+    values = table.column(column)
+    rest = table.drop_columns([column])
+    parts = []
+    for value in pc.unique(values).to_pylist():
+        mask = pc.equal(values, pa.scalar(value, values.type))
+        folder = (
+            f"{column}={value.isoformat() if value is not None else '__HIVE_DEFAULT_PARTITION__'}"
+        )
+        parts.append((folder, rest.filter(mask)))
+    return sorted(parts, key=lambda p: p[0])
+
+
+def parquet_bytes(table: pa.Table, sort_by: tuple[str, ...], zstd_level: int) -> bytes:
+    """Rows sorted for compression (a sensor's readings side by side), zstd."""
+    if sort_by:
+        table = table.sort_by([(c, "ascending") for c in sort_by])
+    sink = pa.BufferOutputStream()
+    pq.write_table(
+        table,
+        sink,
+        compression="zstd",
+        compression_level=zstd_level,
+        use_dictionary=True,
+        write_statistics=True,
+    )
+    return bytes(sink.getvalue().to_pybytes())
+
+
+# -- the loop -----------------------------------------------------------------
+
+
+@dataclass
+class ArchiveStats:
+    rows: int = 0
+    files: int = 0
+    flushes: int = 0
+    last_flush_unix: float = 0.0
+    assigned: list[int] = field(default_factory=list)
+
+
+class TopicArchiver:
+    """Consumes one topic in batches and writes it to one table of the lake."""
+
+    def __init__(
+        self,
+        spec: TableSpec,
+        topic: str,
+        lake: Lake,
+        consumer_config: dict[str, object],
+        rotate_rows: int,
+        rotate_seconds: float,
+        zstd_level: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.spec = spec
+        self.topic = topic
+        self.lake = lake
+        self.rotate_rows = rotate_rows
+        self.rotate_seconds = rotate_seconds
+        self.zstd_level = zstd_level
+        self.clock = clock
+        self.stats = ArchiveStats()
+        self._consumer_config = {
+            **consumer_config,
+            "enable.auto.commit": False,
+            "auto.offset.reset": "earliest",
+        }
+        self._buffers: dict[int, list[Record]] = {}
+        self._opened_at: dict[int, float] = {}
+        self._next: dict[int, int] = {}
+        self._consumer: Consumer | None = None
+
+    # checkpoints ---------------------------------------------------------------
+
+    def _checkpoint_path(self, partition: int) -> str:
+        return self.lake.path(
+            "_checkpoints", self.spec.name, checkpoint_name(self.topic, partition)
+        )
+
+    def recover(self, partition: int) -> int | None:
+        """Undo a half-done flush; return the next offset to archive (None: from the start)."""
+        path = self._checkpoint_path(partition)
+        doc = self.lake.read_json(path)
+        if doc is None:
+            return None
+        pending = doc.get("pending")
+        if pending:
+            for rel in pending["files"]:
+                self.lake.delete(self.lake.path(rel))
+            log.warning(
+                "%s: rolled back an unfinished flush of partition %d (%d files)",
+                self.spec.name,
+                partition,
+                len(pending["files"]),
+            )
+            doc["pending"] = None
+            self.lake.write_json(path, doc)
+        return int(doc["next_offset"])
+
+    def flush(self, partition: int) -> None:
+        records = self._buffers.pop(partition, [])
+        self._opened_at.pop(partition, None)
+        if not records:
+            return
+        first, last = records[0].offset, records[-1].offset
+        name = data_file_name(self.topic, partition, first, last)
+        parts = split_by_partition(self.spec.build(records), self.spec.partition_column)
+        rel_paths = [
+            "/".join(p for p in ("raw", self.spec.name, folder, name) if p) for folder, _ in parts
+        ]
+        ckpt = {
+            "topic": self.topic,
+            "partition": partition,
+            "next_offset": self._next.get(partition, first),
+            "pending": None,
+        }
+        path = self._checkpoint_path(partition)
+        self.lake.write_json(
+            path, {**ckpt, "pending": {"next_offset": last + 1, "files": rel_paths}}
+        )
+        for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
+            self.lake.write_atomic(
+                self.lake.path(rel), parquet_bytes(table, self.spec.sort_by, self.zstd_level)
+            )
+        self.lake.write_json(path, {**ckpt, "next_offset": last + 1})
+        self._next[partition] = last + 1
+        self.stats.rows += len(records)
+        self.stats.files += len(parts)
+        self.stats.flushes += 1
+        self.stats.last_flush_unix = time.time()
+        if self._consumer is not None:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topic, partition, last + 1)], asynchronous=True
+            )
+
+    # consumer callbacks ----------------------------------------------------------
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            next_offset = self.recover(tp.partition)
+            tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
+            if next_offset is not None:
+                self._next[tp.partition] = next_offset
+        consumer.assign(partitions)
+        self.stats.assigned = sorted({*self.stats.assigned, *(tp.partition for tp in partitions)})
+        log.info(
+            "%s: archiving %s partitions %s",
+            self.spec.name,
+            self.topic,
+            [(tp.partition, tp.offset) for tp in partitions],
+        )
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self.flush(tp.partition)
+            self._next.pop(tp.partition, None)
+        consumer.unassign()
+        revoked = {tp.partition for tp in partitions}
+        self.stats.assigned = [p for p in self.stats.assigned if p not in revoked]
+
+    # run -------------------------------------------------------------------------
+
+    def add(self, records: list[Record]) -> None:
+        now = self.clock()
+        for rec in records:
+            expected = self._next.get(rec.partition)
+            if expected is not None and rec.offset < expected:
+                continue  # already archived (a rebalance can replay a little)
+            buf = self._buffers.setdefault(rec.partition, [])
+            if not buf:
+                self._opened_at[rec.partition] = now
+            buf.append(rec)
+
+    def flush_due(self, force: bool = False) -> None:
+        now = self.clock()
+        for partition in list(self._buffers):
+            full = len(self._buffers[partition]) >= self.rotate_rows
+            old = now - self._opened_at.get(partition, now) >= self.rotate_seconds
+            if force or full or old:
+                self.flush(partition)
+
+    def run(self, stop: threading.Event) -> None:
+        consumer = Consumer(self._consumer_config)
+        self._consumer = consumer
+        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        poll_timeout = min(0.5, self.rotate_seconds / 4)
+        try:
+            while not stop.is_set():
+                batch = consumer.consume(num_messages=10_000, timeout=poll_timeout)
+                records = []
+                for msg in batch:
+                    err = msg.error()
+                    if err is not None:
+                        if err.fatal():
+                            raise KafkaException(err)
+                        if err.code() != KafkaError._PARTITION_EOF:
+                            log.warning("%s: %s", self.topic, err)
+                        continue
+                    partition, offset = msg.partition(), msg.offset()
+                    if partition is None or offset is None:
+                        continue
+                    raw = msg.headers() or []
+                    pairs = raw.items() if isinstance(raw, dict) else raw
+                    headers = {k: v for k, v in pairs if isinstance(v, bytes)}
+                    records.append(
+                        Record(
+                            partition, offset, msg.timestamp()[1], msg.key(), msg.value(), headers
+                        )
+                    )
+                self.add(records)
+                self.flush_due()
+            self.flush_due(force=True)  # graceful stop: leave nothing half-archived
+        finally:
+            self._consumer = None
+            consumer.close()

@@ -1,0 +1,48 @@
+"""Stream job settings, read once from the environment (or an uncommitted .env)."""
+
+from __future__ import annotations
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class StreamSettings(BaseSettings):
+    """Environment variables of `python -m stream_jobs` (names are the upper-case fields)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    app_id: str = "iot-stream-jobs"  # Faust app id (its own consumer group)
+    kafka_bootstrap_servers: str = "localhost:9092"
+    kafka_topic_readings: str = "iot.readings"
+    kafka_topic_dlq: str = "iot.readings.dlq"
+    kafka_topic_sensors: str = "iot.sensors"
+    consumer_group_prefix: str = "iot-archive"
+
+    # Where the archive lives: a local directory or s3://bucket/prefix (one code path).
+    lake_url: str = "data/lake"
+    s3_endpoint_url: str | None = None  # e.g. http://minio:9000; unset = AWS
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: SecretStr | None = None
+    aws_region: str = "us-east-1"
+
+    # A file is closed when it holds this many rows or its first row is this old.
+    rotate_rows: int = Field(default=200_000, ge=1)
+    rotate_seconds: float = Field(default=5.0, gt=0)
+    zstd_level: int = Field(default=9, ge=1, le=22)
+
+    web_port: int = 6066
+    datadir: str = "data/stream_jobs"
+    logging_level: str = "INFO"
+
+    def storage_options(self) -> dict[str, object]:
+        """fsspec options for s3:// lakes (ignored for local directories)."""
+        if not self.lake_url.startswith("s3://"):
+            return {}
+        options: dict[str, object] = {"client_kwargs": {"region_name": self.aws_region}}
+        if self.s3_endpoint_url:
+            options["endpoint_url"] = self.s3_endpoint_url
+        if self.aws_access_key_id:
+            options["key"] = self.aws_access_key_id
+        if self.aws_secret_access_key:
+            options["secret"] = self.aws_secret_access_key.get_secret_value()
+        return options

@@ -1,0 +1,186 @@
+"""Start and stop the platform's real services from tests, on free ports."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import orjson
+import pyarrow as pa
+import pyarrow.dataset as ds
+
+from iot_data_generator.readings import fleet
+from local.services import ROOT, Stack, free_port, port_open, wait_for
+
+
+class Proc:
+    """One service process, its output in a log file."""
+
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
+        self.name, self.argv, self.env, self.log = name, argv, env, log
+        self.p: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> Proc:
+        with open(self.log, "ab") as out:
+            self.p = subprocess.Popen(self.argv, env={**os.environ, **self.env}, cwd=ROOT,
+                                      stdout=out, stderr=subprocess.STDOUT,
+                                      start_new_session=True)
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.p is not None and self.p.poll() is None
+
+    def kill9(self) -> None:
+        assert self.p is not None
+        os.killpg(self.p.pid, signal.SIGKILL)
+        self.p.wait()
+
+    def stop(self, timeout: float = 45) -> int | None:
+        if not self.alive:
+            return self.p.returncode if self.p else None
+        assert self.p is not None
+        os.killpg(self.p.pid, signal.SIGTERM)
+        try:
+            return self.p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.p.pid, signal.SIGKILL)
+            return self.p.wait()
+
+    def tail(self, n: int = 40) -> str:
+        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+
+
+def start_brokers(data: Path) -> tuple[Stack, Proc, Proc]:
+    """Mosquitto and a KRaft Kafka on free ports, data under `data`."""
+    stack = Stack(data, mqtt_port=free_port(), kafka_port=free_port(),
+                  controller_port=free_port())
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
+    mosquitto = Proc("mosquitto", stack.mosquitto_cmd(), {}, stack.log_dir / "mosquitto.log")
+    mosquitto.start()
+    stack.kafka_format()
+    kafka = Proc("kafka", stack.kafka_cmd(), {}, stack.log_dir / "kafka.log").start()
+    wait_for(lambda: port_open(stack.mqtt_port), 20, "mosquitto")
+    wait_for(stack.kafka_ready, 90, "kafka")
+    return stack, mosquitto, kafka
+
+
+@dataclass
+class Pipeline:
+    """Bridge + stream jobs for one test, isolated by topic names, ids and lake."""
+
+    stack: Stack
+    work: Path
+    uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
+    env_extra: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.lake = self.work / "lake"
+        self.mqtt_topic = f"sensors-{self.uid}"
+        self.env = {
+            **self.stack.python_env(),
+            "MQTT_TOPIC": self.mqtt_topic,
+            "MQTT_CLIENT_ID": f"bridge-{self.uid}",
+            "KAFKA_TOPIC_READINGS": f"{self.uid}.readings",
+            "KAFKA_TOPIC_DLQ": f"{self.uid}.readings.dlq",
+            "KAFKA_TOPIC_SENSORS": f"{self.uid}.sensors",
+            "CONSUMER_GROUP_PREFIX": f"archive-{self.uid}",
+            "APP_ID": f"jobs-{self.uid}",
+            "LAKE_URL": str(self.lake),
+            "DATADIR": str(self.work / "faust"),
+            "HEALTH_PORT": str(free_port()),
+            "WEB_PORT": str(free_port()),
+            "ROTATE_SECONDS": "1",
+            "LOGGING_LEVEL": "INFO",
+            **self.env_extra,
+        }
+        py = sys.executable
+        self.bridge = Proc("bridge", [py, "-m", "mqtt_bridge"], self.env, self.work / "bridge.log")
+        self.jobs = Proc("stream_jobs", [py, "-m", "stream_jobs"], self.env,
+                         self.work / "stream_jobs.log")
+
+    def start(self) -> Pipeline:
+        self.bridge.start()
+        self.jobs.start()
+        self.wait_healthy(self.bridge, "HEALTH_PORT")
+        self.wait_healthy(self.jobs, "WEB_PORT")
+        return self
+
+    def wait_healthy(self, proc: Proc, port_env: str, timeout: float = 60) -> None:
+        def ready() -> bool:
+            if not proc.alive:
+                raise AssertionError(f"{proc.name} exited:\n{proc.tail()}")
+            return _http_ok(int(self.env[port_env]))
+
+        wait_for(ready, timeout, proc.name)
+
+    def stop(self) -> None:
+        for p in (self.bridge, self.jobs):
+            p.stop()
+
+    def sensors_file(self, n: int) -> Path:
+        path = self.work / f"fleet-{n}.json"
+        path.write_bytes(orjson.dumps(fleet(n)))
+        return path
+
+    def generator(self, seconds: float, interval_ms: int, **env: str) -> Proc:
+        log = self.work / f"published-{uuid.uuid4().hex[:6]}.hex"
+        gen_env = {**self.env, "RUN_SECONDS": str(seconds), "INTERVAL_MS": str(interval_ms),
+                   "PUBLISHED_LOG": str(log), "MQTT_QOS": "1",
+                   "MQTT_CLIENT_ID": f"gen-{uuid.uuid4().hex[:8]}",
+                   **{k.upper(): v for k, v in env.items()}}
+        proc = Proc("generator", [sys.executable, "-m", "iot_data_generator"], gen_env,
+                    self.work / "generator.log")
+        proc.published_log = log  # type: ignore[attr-defined]
+        return proc.start()
+
+    def table(self, name: str) -> pa.Table:
+        path = self.lake / "raw" / name
+        if not path.exists() or not any(path.rglob("*.parquet")):
+            return pa.table({})
+        return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+
+    def readings_payloads(self) -> list[bytes]:
+        t = self.table("readings")
+        return [p.encode() for p in t["payload"].to_pylist()] if t.num_rows else []
+
+    def wait_archived(self, table: str, n: int, timeout: float = 90) -> None:
+        def enough() -> bool:
+            return self.table(table).num_rows >= n
+
+        try:
+            wait_for(enough, timeout, f"{n} rows in {table}")
+        except Exception:
+            print(self.bridge.tail(), "\n----\n", self.jobs.tail())
+            raise
+        time.sleep(2.5)  # a duplicate would land within a rotation or two
+
+
+def published(proc: Proc) -> list[bytes]:
+    log: Path = proc.published_log  # type: ignore[attr-defined]
+    return [bytes.fromhex(line) for line in log.read_text().split()]
+
+
+def wait_exit(proc: Proc, timeout: float) -> int:
+    assert proc.p is not None
+    return proc.p.wait(timeout)
+
+
+def _http_ok(port: int) -> bool:
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1) as r:
+            return bool(r.status == 200)
+    except OSError:
+        return False
+
+
+Waiter = Callable[[], bool]

@@ -1,0 +1,80 @@
+import math
+
+import pytest
+
+from mqtt_bridge.contract import parse_dt, parse_reading, parse_sensors
+from mqtt_bridge.errors import InvalidReading
+
+
+def test_original_payload_parses_with_microseconds_kept():
+    r = parse_reading(b'{"id": "Sensor 1", "dt": "2026-11-25T17:21:44.123456", "value": 17}')
+    assert r.sensor_id == "Sensor 1"
+    assert r.value == 17.0
+    assert r.ts_us == parse_dt("2026-11-25T17:21:44") + 123456
+
+
+def test_isoformat_without_fraction_is_the_same_instant_as_zero_fraction():
+    assert parse_dt("2026-01-01T10:00:00") == parse_dt("2026-01-01T10:00:00.000000")
+
+
+def test_explicit_offset_is_converted_to_utc():
+    assert parse_dt("2026-01-01T12:00:00+02:00") == parse_dt("2026-01-01T10:00:00")
+    assert parse_dt("2026-01-01T10:00:00Z") == parse_dt("2026-01-01T10:00:00")
+
+
+def test_epoch_arithmetic_is_exact():
+    assert parse_dt("1970-01-01T00:00:00.000001") == 1
+    assert parse_dt("2026-11-25T00:00:00") == 1795564800 * 1_000_000
+
+
+@pytest.mark.parametrize(
+    ("payload", "code"),
+    [
+        (b"not json", "not_json"),
+        (b"\xff\xfe", "not_json"),
+        (b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": NaN}', "not_json"),
+        (b"[1, 2]", "not_object"),
+        (b'"text"', "not_object"),
+        (b'{"dt": "2026-01-01T00:00:00", "value": 1}', "missing_id"),
+        (b'{"id": 7, "dt": "2026-01-01T00:00:00", "value": 1}', "bad_id"),
+        (b'{"id": "  ", "dt": "2026-01-01T00:00:00", "value": 1}', "bad_id"),
+        (b'{"id": "S", "value": 1}', "missing_dt"),
+        (b'{"id": "S", "dt": "yesterday", "value": 1}', "bad_dt"),
+        (b'{"id": "S", "dt": 1700000000, "value": 1}', "bad_dt"),
+        (b'{"id": "S", "dt": "2026-01-01T00:00:00"}', "missing_value"),
+        (b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": "17"}', "bad_value"),
+        (b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": true}', "bad_value"),
+        (b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": null}', "bad_value"),
+        (b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": 1e999}', "not_json"),  # overflows
+    ],
+)
+def test_contract_violations_have_a_reason_code(payload, code):
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(payload)
+    assert info.value.code == code
+    assert info.value.reason.startswith(code + ": ")
+
+
+def test_oversized_payload_is_rejected_before_parsing():
+    big = b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": 1, "pad": "' + b"x" * 5000 + b'"}'
+    with pytest.raises(InvalidReading) as info:
+        parse_reading(big, max_bytes=4096)
+    assert info.value.code == "oversized"
+
+
+def test_float_values_and_extra_fields_are_accepted():
+    r = parse_reading(b'{"id": "S", "dt": "2026-01-01T00:00:00", "value": -1.5, "x": 1}')
+    assert r.value == -1.5 and math.isfinite(r.value)
+
+
+def test_original_sensor_list_parses(original_sensors_json):
+    sensors = parse_sensors(original_sensors_json)
+    assert list(sensors) == [f"Sensor {i}" for i in range(1, 6)]
+    s4 = sensors["Sensor 4"]
+    assert (s4.unit, s4.type, s4.range_min, s4.range_max) == ("C", "temperature", 0, 45)
+    assert s4.description == "Assemlby Floor"  # the original's spelling, kept
+
+
+def test_sensor_list_errors_name_the_entry():
+    with pytest.raises(ValueError, match="'Sensor 9'"):
+        parse_sensors(b'{"Sensor 9": {"lat": 1, "lng": 2, "unit": "C", "type": "t"}}')

@@ -1,0 +1,54 @@
+import json
+import random
+from datetime import datetime
+
+from iot_data_generator.readings import (
+    MALFORMED_SAMPLES,
+    Faults,
+    next_tick,
+    reading_payload,
+    readings_for_tick,
+)
+from mqtt_bridge.contract import parse_reading, parse_sensors
+
+
+def test_payload_is_the_original_format_byte_for_byte():
+    dt = datetime(2026, 11, 25, 17, 21, 44, 123456)
+    original = json.dumps({"id": "Sensor 1", "dt": dt.isoformat(), "value": 17}).encode()
+    assert reading_payload("Sensor 1", dt, 17) == original
+    assert original == b'{"id": "Sensor 1", "dt": "2026-11-25T17:21:44.123456", "value": 17}'
+
+
+def test_values_stay_in_range_without_faults(original_sensors_json):
+    sensor = parse_sensors(original_sensors_json)["Sensor 1"]
+    rng = random.Random(1)
+    for _ in range(500):
+        (payload,) = readings_for_tick(sensor, datetime(2026, 1, 1), rng)
+        r = parse_reading(payload)
+        assert 0 <= r.value <= 45 and r.value.is_integer()
+
+
+def test_fault_injection_produces_each_kind(original_sensors_json):
+    sensor = parse_sensors(original_sensors_json)["Sensor 2"]
+    rng = random.Random(7)
+    faults = Faults(malformed=0.1, out_of_range=0.1, duplicate=0.1, late=0.1, late_seconds=120)
+    now = datetime(2026, 1, 1, 12, 0, 0)
+    seen = {"malformed": 0, "out_of_range": 0, "duplicate": 0, "late": 0}
+    for _ in range(2000):
+        msgs = readings_for_tick(sensor, now, rng, faults)
+        if msgs[0] in MALFORMED_SAMPLES:
+            seen["malformed"] += 1
+            continue
+        r = parse_reading(msgs[0])
+        seen["duplicate"] += len(msgs) == 2 and msgs[0] == msgs[1]
+        seen["out_of_range"] += r.value > 45
+        seen["late"] += r.ts_us < parse_reading(reading_payload("x", now, 1)).ts_us
+    assert all(100 < n < 300 for n in seen.values()), seen
+
+
+def test_schedule_does_not_drift():
+    # However late a tick ran, the next one is on the start + k*interval grid.
+    assert next_tick(100.0, 1.0, 100.0) == 101.0
+    assert next_tick(100.0, 1.0, 100.3) == 101.0
+    assert next_tick(100.0, 1.0, 101.999) == 102.0
+    assert next_tick(100.0, 0.25, 102.6) == 102.75
