@@ -81,8 +81,11 @@ def next_tick(start: float, interval_s: float, now: float) -> float:
 def fleet(n: int, seed: int = 0) -> dict[str, dict[str, object]]:
     """A sensors.json body of `n` sensors in the original format, for load tests."""
     rng = random.Random(seed)
-    kinds = [("temperature", "C", [0, 45]), ("humidity", "%", [0, 100]),
-             ("pressure", "hPa", [950, 1050])]
+    kinds = [
+        ("temperature", "C", [0, 45]),
+        ("humidity", "%", [0, 100]),
+        ("pressure", "hPa", [950, 1050]),
+    ]
     out: dict[str, dict[str, object]] = {}
     for i in range(1, n + 1):
         kind, unit, rng_ = kinds[(i - 1) % len(kinds)]

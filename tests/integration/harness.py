@@ -29,9 +29,14 @@ class Proc:
 
     def start(self) -> Proc:
         with open(self.log, "ab") as out:
-            self.p = subprocess.Popen(self.argv, env={**os.environ, **self.env}, cwd=ROOT,
-                                      stdout=out, stderr=subprocess.STDOUT,
-                                      start_new_session=True)
+            self.p = subprocess.Popen(
+                self.argv,
+                env={**os.environ, **self.env},
+                cwd=ROOT,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         return self
 
     @property
@@ -60,8 +65,7 @@ class Proc:
 
 def start_brokers(data: Path) -> tuple[Stack, Proc, Proc]:
     """Mosquitto and a KRaft Kafka on free ports, data under `data`."""
-    stack = Stack(data, mqtt_port=free_port(), kafka_port=free_port(),
-                  controller_port=free_port())
+    stack = Stack(data, mqtt_port=free_port(), kafka_port=free_port(), controller_port=free_port())
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     mosquitto = Proc("mosquitto", stack.mosquitto_cmd(), {}, stack.log_dir / "mosquitto.log")
     mosquitto.start()
@@ -103,8 +107,9 @@ class Pipeline:
         }
         py = sys.executable
         self.bridge = Proc("bridge", [py, "-m", "mqtt_bridge"], self.env, self.work / "bridge.log")
-        self.jobs = Proc("stream_jobs", [py, "-m", "stream_jobs"], self.env,
-                         self.work / "stream_jobs.log")
+        self.jobs = Proc(
+            "stream_jobs", [py, "-m", "stream_jobs"], self.env, self.work / "stream_jobs.log"
+        )
 
     def start(self) -> Pipeline:
         self.bridge.start()
@@ -132,12 +137,21 @@ class Pipeline:
 
     def generator(self, seconds: float, interval_ms: int, **env: str) -> Proc:
         log = self.work / f"published-{uuid.uuid4().hex[:6]}.hex"
-        gen_env = {**self.env, "RUN_SECONDS": str(seconds), "INTERVAL_MS": str(interval_ms),
-                   "PUBLISHED_LOG": str(log), "MQTT_QOS": "1",
-                   "MQTT_CLIENT_ID": f"gen-{uuid.uuid4().hex[:8]}",
-                   **{k.upper(): v for k, v in env.items()}}
-        proc = Proc("generator", [sys.executable, "-m", "iot_data_generator"], gen_env,
-                    self.work / "generator.log")
+        gen_env = {
+            **self.env,
+            "RUN_SECONDS": str(seconds),
+            "INTERVAL_MS": str(interval_ms),
+            "PUBLISHED_LOG": str(log),
+            "MQTT_QOS": "1",
+            "MQTT_CLIENT_ID": f"gen-{uuid.uuid4().hex[:8]}",
+            **{k.upper(): v for k, v in env.items()},
+        }
+        proc = Proc(
+            "generator",
+            [sys.executable, "-m", "iot_data_generator"],
+            gen_env,
+            self.work / "generator.log",
+        )
         proc.published_log = log  # type: ignore[attr-defined]
         return proc.start()
 
@@ -184,3 +198,20 @@ def _http_ok(port: int) -> bool:
 
 
 Waiter = Callable[[], bool]
+
+
+def mqtt_publish(port: int, topic: str, payloads: list[bytes], qos: int = 1) -> None:
+    """Publish and wait until the broker confirmed each message."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        infos = [client.publish(topic, p, qos=qos) for p in payloads]
+        for info in infos:
+            info.wait_for_publish(timeout=10)
+    finally:
+        client.disconnect()
+        client.loop_stop()

@@ -18,8 +18,16 @@ def reading(offset, day="2026-11-24", partition=0, sensor="Sensor 1"):
 
 
 def archiver(tmp_path, clock=lambda: 0.0):
-    return TopicArchiver(READINGS, "iot.readings", Lake(str(tmp_path)), {}, rotate_rows=1000,
-                         rotate_seconds=5, zstd_level=3, clock=clock)
+    return TopicArchiver(
+        READINGS,
+        "iot.readings",
+        Lake(str(tmp_path)),
+        {},
+        rotate_rows=1000,
+        rotate_seconds=5,
+        zstd_level=3,
+        clock=clock,
+    )
 
 
 def archived(tmp_path):
@@ -27,8 +35,9 @@ def archived(tmp_path):
     if not path.exists():
         return []
     table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
-    return sorted(zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(),
-                      strict=True))
+    return sorted(
+        zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True)
+    )
 
 
 def test_file_names_sort_by_offset():
@@ -55,11 +64,14 @@ def test_unparseable_record_is_kept_with_null_columns():
 
 
 def test_split_by_event_date():
-    table = build_readings([reading(0, "2026-11-24"), reading(1, "2026-11-25"),
-                            reading(2, "2026-11-24")])
+    table = build_readings(
+        [reading(0, "2026-11-24"), reading(1, "2026-11-25"), reading(2, "2026-11-24")]
+    )
     parts = split_by_partition(table, "event_date")
-    assert [(f, t.num_rows) for f, t in parts] == [("event_date=2026-11-24", 2),
-                                                    ("event_date=2026-11-25", 1)]
+    assert [(f, t.num_rows) for f, t in parts] == [
+        ("event_date=2026-11-24", 2),
+        ("event_date=2026-11-25", 1),
+    ]
     assert "event_date" not in parts[0][1].column_names
 
 
@@ -127,9 +139,15 @@ def test_rotation_by_rows_and_by_age(tmp_path):
 
 def test_sensor_versions_and_tombstones():
     records = [
-        Record(0, 0, 1_795_564_800_000, b"Sensor 1",
-               b'{"description":"Main Entrance","lat":10,"lng":10,"range":[0,45],'
-               b'"type":"temperature","unit":"C"}', {}),
+        Record(
+            0,
+            0,
+            1_795_564_800_000,
+            b"Sensor 1",
+            b'{"description":"Main Entrance","lat":10,"lng":10,"range":[0,45],'
+            b'"type":"temperature","unit":"C"}',
+            {},
+        ),
         Record(0, 1, 1_795_564_801_000, b"Sensor 1", None, {}),
     ]
     rows = SENSORS.build(records).to_pylist()
@@ -139,8 +157,14 @@ def test_sensor_versions_and_tombstones():
 
 
 def test_rejected_rows_keep_bytes_and_reason():
-    rec = Record(0, 3, 1_795_564_800_000, None, b"\xff oops",
-                 {"reason": b"not_json: unexpected character", "mqtt_topic": b"sensors"})
+    rec = Record(
+        0,
+        3,
+        1_795_564_800_000,
+        None,
+        b"\xff oops",
+        {"reason": b"not_json: unexpected character", "mqtt_topic": b"sensors"},
+    )
     row = REJECTED.build([rec]).to_pylist()[0]
     assert row["payload"] == b"\xff oops"
     assert row["reason_code"] == "not_json"
