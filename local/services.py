@@ -9,6 +9,7 @@ directories are rewritten.
 from __future__ import annotations
 
 import base64
+import getpass
 import os
 import re
 import shutil
@@ -143,6 +144,9 @@ class Stack:
         persist = self.data / "mosquitto"
         persist.mkdir(parents=True, exist_ok=True)
         text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {persist}/", text)
+        # Started as root, mosquitto drops to user 'mosquitto', which cannot write our
+        # persistence directory; stay the user who runs the stack instead.
+        text += f"\nuser {getpass.getuser()}\n"
         out = self.run_dir / "mosquitto.conf"
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(text)

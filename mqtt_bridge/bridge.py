@@ -9,6 +9,10 @@
   so a Kafka outage makes the broker queue instead of the bridge's memory grow.
 * Anything that breaks the contract goes to the dead-letter topic with its
   reason; nothing the broker delivered is dropped without a trace.
+
+One thread drives both clients (paho's loop() and the producer's poll()), so
+acks are written by the thread that owns the MQTT socket and no locks are
+needed (paho's socket is not safe to write from two threads).
 """
 
 from __future__ import annotations
@@ -53,8 +57,21 @@ class Stats:
         return dict(self.__dict__)
 
 
-def received_at_header(now_us: int) -> bytes:
-    return datetime.fromtimestamp(now_us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ").encode()
+class ReceivedAt:
+    """UTC receive time as ISO-8601 text, the date part formatted once per second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = b""
+
+    def header(self, now_us: int) -> bytes:
+        second, micros = divmod(now_us, 1_000_000)
+        if second != self._second:
+            self._second = second
+            self._prefix = (
+                datetime.fromtimestamp(second, UTC).strftime("%Y-%m-%dT%H:%M:%S").encode()
+            )
+        return b"%s.%06dZ" % (self._prefix, micros)
 
 
 def producer_config(settings: BridgeSettings) -> dict[str, object]:
@@ -76,7 +93,7 @@ class Bridge:
         self.fatal: Exception | None = None
         self._stop = threading.Event()
         self._draining = False
-        self._lock = threading.Lock()
+        self._received_at = ReceivedAt()
         self._recent = RecentKeys(settings.dedup_window)
         # Reading keys sent to Kafka but not confirmed -> resends waiting for that confirmation.
         self._pending: dict[Key, list[int]] = {}
@@ -93,7 +110,6 @@ class Bridge:
         if settings.mqtt_username:
             password = settings.mqtt_password.get_secret_value() if settings.mqtt_password else None
             self._client.username_pw_set(settings.mqtt_username, password)
-        self._client.reconnect_delay_set(min_delay=1, max_delay=10)
         self._client.on_connect = self._on_connect
         self._client.on_disconnect = self._on_disconnect
         self._client.on_message = self._on_message
@@ -152,48 +168,41 @@ class Bridge:
         if self._draining:
             return  # not acked: the broker resends it to the next session
         self._wait_for_room()
-        now_us = time.time_ns() // 1000
         payload = bytes(msg.payload)
         headers: Headers = [
             ("mqtt_topic", msg.topic.encode()),
-            ("received_at", received_at_header(now_us)),
+            ("received_at", self._received_at.header(time.time_ns() // 1000)),
         ]
         mid, qos = msg.mid, msg.qos
-        with self._lock:
-            self.stats.received += 1
-            try:
-                reading = parse_reading(payload, self.s.max_payload_bytes)
-            except InvalidReading as exc:
-                self._dead_letter(payload, headers, exc.reason, mid, qos)
-                return
-            verdict = self._recent.check(reading.key, hash(payload), bool(msg.dup))
-            if verdict is Verdict.NEW:
-                self._pending[reading.key] = []
-                self._send(
-                    self.s.kafka_topic_readings,
-                    reading.sensor_id.encode(),
-                    payload,
-                    headers,
-                    mid,
-                    qos,
-                    reading.key,
-                )
-                self.stats.forwarded += 1
-            elif verdict is Verdict.REDELIVERY:
-                self.stats.redeliveries_dropped += 1
-                waiting = self._pending.get(reading.key)
-                if waiting is not None:
-                    waiting.append(mid)  # ack together with the original
-                else:
-                    self._ack(mid, qos)
+        self.stats.received += 1
+        try:
+            reading = parse_reading(payload, self.s.max_payload_bytes)
+        except InvalidReading as exc:
+            self._dead_letter(payload, headers, exc.reason, mid, qos)
+            return
+        verdict = self._recent.check(reading.key, hash(payload), bool(msg.dup))
+        if verdict is Verdict.NEW:
+            self._pending[reading.key] = []
+            self._send(
+                self.s.kafka_topic_readings,
+                reading.sensor_id.encode(),
+                payload,
+                headers,
+                mid,
+                qos,
+                reading.key,
+            )
+            self.stats.forwarded += 1
+        elif verdict is Verdict.REDELIVERY:
+            self.stats.redeliveries_dropped += 1
+            waiting = self._pending.get(reading.key)
+            if waiting is not None:
+                waiting.append(mid)  # ack together with the original
             else:
-                self._dead_letter(
-                    payload,
-                    headers,
-                    f"duplicate: {reading.sensor_id!r} already reported a reading at this dt",
-                    mid,
-                    qos,
-                )
+                self._ack(mid, qos)
+        else:
+            reason = f"duplicate: {reading.sensor_id!r} already reported a reading at this dt"
+            self._dead_letter(payload, headers, reason, mid, qos)
 
     def _dead_letter(
         self, payload: bytes, headers: Headers, reason: str, mid: int, qos: int
@@ -230,25 +239,25 @@ class Bridge:
                 )
                 return
             except BufferError:
-                time.sleep(0.01)  # librdkafka's queue is full: the poll thread drains it
+                self._producer.poll(0.05)  # librdkafka's queue is full: let it drain
 
     def _wait_for_room(self) -> None:
+        """Back-pressure: while Kafka lags, stop reading MQTT (the broker queues)."""
         while self.stats.in_flight >= self.s.max_in_flight and not self._stop.is_set():
-            time.sleep(0.005)
+            self._producer.poll(0.05)
 
-    # -- Kafka callbacks (poll thread) ----------------------------------------
+    # -- Kafka callbacks (same thread, from poll()) ---------------------------
 
     def _on_delivery(self, err: KafkaError | None, mid: int, qos: int, key: Key | None) -> None:
         if err is not None:
             # Not acked, so MQTT resends it after the restart the supervisor does.
             self._fail(KafkaDeliveryError(f"Kafka refused a record: {err}"))
             return
-        with self._lock:
-            self.stats.in_flight -= 1
-            waiting = self._pending.pop(key, []) if key is not None else []
+        self.stats.in_flight -= 1
         self._ack(mid, qos)
-        for other in waiting:
-            self._ack(other, qos)
+        if key is not None:
+            for other in self._pending.pop(key, ()):
+                self._ack(other, qos)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
         if err.fatal():
@@ -257,7 +266,7 @@ class Bridge:
             log.warning("Kafka: %s", err)
 
     def _ack(self, mid: int, qos: int) -> None:
-        if qos > 0:
+        if qos > 0 and self.fatal is None:
             self._client.ack(mid, qos)
 
     def _fail(self, exc: Exception) -> None:
@@ -265,13 +274,38 @@ class Bridge:
             self.fatal = exc
             log.error("%s; stopping so that unacknowledged messages are resent", exc)
         self._stop.set()
-        self._client.disconnect()
-
-    def _poll_kafka(self) -> None:
-        while not self._stop.is_set() or (self.stats.in_flight > 0 and self.fatal is None):
-            self._producer.poll(0.1)
 
     # -- run / stop -----------------------------------------------------------
+
+    def _serve(self) -> None:
+        """The one loop: MQTT socket I/O, then Kafka delivery reports (which ack)."""
+        client = self._client
+        connected = False
+        backoff = 1.0
+        while not self._stop.is_set():
+            if not connected:
+                try:
+                    client.connect(self.s.mqtt_host, self.s.mqtt_port, self.s.mqtt_keepalive)
+                    connected, backoff = True, 1.0
+                except OSError as exc:
+                    log.warning(
+                        "MQTT %s:%d unreachable (%s); retrying in %.0f s",
+                        self.s.mqtt_host,
+                        self.s.mqtt_port,
+                        exc,
+                        backoff,
+                    )
+                    self._stop.wait(backoff)
+                    backoff = min(backoff * 2, 10.0)
+                    continue
+            if client.loop(timeout=0.01) != mqtt.MQTT_ERR_SUCCESS:
+                connected = False
+            self._producer.poll(0)
+            if self._draining and self.stats.in_flight == 0:
+                client.loop(timeout=0.1)  # write the last PUBACKs
+                break
+        if connected:
+            client.disconnect()
 
     def run(self) -> None:
         """Serve until stop(); raises the fatal error if one ended the run."""
@@ -279,38 +313,24 @@ class Bridge:
         publisher = SensorPublisher(
             self.s.sensors_file, self._sensor_config, self.s.kafka_topic_sensors
         )
-        threads = [
-            threading.Thread(target=self._poll_kafka, name="kafka-poll", daemon=True),
-            threading.Thread(
-                target=publisher.run,
-                args=(self._stop, self.s.sensors_poll_seconds),
-                name="sensor-publisher",
-                daemon=True,
-            ),
-        ]
-        for t in threads:
-            t.start()
-        self._client.connect_async(self.s.mqtt_host, self.s.mqtt_port, self.s.mqtt_keepalive)
-        self._client.loop_forever(retry_first_connection=True)
-        self._stop.set()
-        for t in threads:
-            t.join(timeout=35)
+        sensors = threading.Thread(
+            target=publisher.run,
+            args=(self._stop, self.s.sensors_poll_seconds),
+            name="sensor-publisher",
+            daemon=True,
+        )
+        sensors.start()
+        try:
+            self._serve()
+        finally:
+            self._stop.set()
+            sensors.join(timeout=35)
         if self.fatal is not None:
             raise self.fatal
 
     def stop(self) -> None:
-        """Graceful: stop taking messages, let Kafka confirm the in-flight ones
-        and their acks go out, then disconnect."""
+        """Graceful (signal-safe): stop taking messages, let Kafka confirm the
+        in-flight ones and their acks go out, then disconnect. A second call stops now."""
         if self._draining:
-            return
-        self._draining = True
-
-        def drain() -> None:
-            deadline = time.monotonic() + 30
-            while self.stats.in_flight > 0 and time.monotonic() < deadline:
-                time.sleep(0.05)
-            time.sleep(0.2)  # let the network loop write the last PUBACKs
             self._stop.set()
-            self._client.disconnect()
-
-        threading.Thread(target=drain, name="drain", daemon=True).start()
+        self._draining = True

@@ -1,0 +1,240 @@
+"""`make bench`: throughput and size of the ingest path on this machine, printed.
+
+Stages, each against the real services started on free ports:
+  archiver alone  a pre-filled Kafka topic -> Parquet (in-process TopicArchiver)
+  bridge alone    MQTT publish (mosquitto_pub, C) -> Kafka, QoS 1
+  end to end      MQTT publish -> bridge -> Kafka -> stream_jobs -> Parquet, verified exact
+Sizes: archive bytes per reading with the verbatim payload kept.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import subprocess
+import tempfile
+import threading
+import time
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import pyarrow.dataset as ds
+from confluent_kafka import Producer, TopicPartition
+
+from iot_data_generator.readings import reading_payload
+from local.services import wait_for
+from mqtt_bridge.kafka_io import TopicSpec, ensure_topics
+from stream_jobs.archive import TopicArchiver
+from stream_jobs.lake import Lake
+from stream_jobs.tables import READINGS
+from tests.integration.harness import Pipeline, start_brokers
+
+SENSORS = 100
+
+
+def payloads(n: int, start: datetime) -> list[bytes]:
+    """n readings of SENSORS sensors, one per sensor and second, like the generator's."""
+    out = []
+    for i in range(n):
+        dt = start + timedelta(seconds=i // SENSORS, microseconds=(i * 7919) % 1_000_000)
+        out.append(reading_payload(f"Sensor {i % SENSORS + 1}", dt, (i * 31) % 46))
+    return out
+
+
+def lake_bytes(root: Path) -> int:
+    return sum(p.stat().st_size for p in (root / "raw" / "readings").rglob("*.parquet"))
+
+
+def rss_peak_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def machine() -> str:
+    cpu = "unknown CPU"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            cpu = line.split(":", 1)[1].strip()
+            break
+    mem = int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024
+    return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
+
+
+def bench_archiver(stack, work: Path, n: int) -> dict[str, float]:
+    topic = "bench.archive"
+    ensure_topics(stack.bootstrap, [TopicSpec(topic, 3)])
+    producer = Producer(
+        {
+            "bootstrap.servers": stack.bootstrap,
+            "linger.ms": 50,
+            "compression.type": "lz4",
+            "queue.buffering.max.messages": 1_000_000,
+        }
+    )
+    headers = [("mqtt_topic", b"sensors"), ("received_at", b"2026-11-25T00:00:00.000000Z")]
+    for i, p in enumerate(payloads(n, datetime(2026, 11, 24, 12))):
+        producer.produce(topic, p, key=f"Sensor {i % SENSORS + 1}".encode(), headers=headers)
+        if i % 50_000 == 0:
+            producer.poll(0)
+    producer.flush()
+    lake_dir = work / "archiver-lake"
+    archiver = TopicArchiver(
+        READINGS,
+        topic,
+        Lake(str(lake_dir)),
+        {"bootstrap.servers": stack.bootstrap, "group.id": "bench"},
+        rotate_rows=200_000,
+        rotate_seconds=5,
+        zstd_level=9,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=archiver.run, args=(stop,))
+    t0 = time.perf_counter()
+    thread.start()
+    wait_for(lambda: archiver.stats.rows >= n, 600, "archiver")
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    rows = ds.dataset(str(lake_dir / "raw" / "readings"), format="parquet").count_rows()
+    assert rows == n, (rows, n)
+    return {
+        "readings": n,
+        "seconds": elapsed,
+        "per_s": n / elapsed,
+        "bytes_per_reading": lake_bytes(lake_dir) / n,
+        "files": archiver.stats.files,
+    }
+
+
+class Publishers:
+    """Parallel `mosquitto_pub -l` (C, QoS 1), each under 65,535 lines: at EOF it
+    disconnects when the PUBACK of its last message id arrives, and ids wrap at
+    65,535, so a longer input is cut short (measured with Mosquitto 2.0.11)."""
+
+    CHUNK = 50_000
+
+    def __init__(self, port: int, topic: str, lines: Path) -> None:
+        data = lines.read_bytes().splitlines(keepends=True)
+        self.procs = []
+        for i in range(0, len(data), self.CHUNK):
+            chunk = lines.with_suffix(f".{i}")
+            chunk.write_bytes(b"".join(data[i : i + self.CHUNK]))
+            with open(chunk, "rb") as f:
+                self.procs.append(
+                    subprocess.Popen(
+                        ["mosquitto_pub", "-p", str(port), "-t", topic, "-q", "1", "-l"], stdin=f
+                    )
+                )
+
+    def wait(self) -> None:
+        for p in self.procs:
+            p.wait()
+
+
+def kafka_count(bootstrap: str, topic: str) -> int:
+    from confluent_kafka import Consumer
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "bench-count"})
+    try:
+        meta = c.list_topics(topic, timeout=10).topics[topic]
+        return sum(
+            c.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1]
+            for p in meta.partitions
+        )
+    finally:
+        c.close()
+
+
+def write_lines(path: Path, n: int) -> None:
+    with open(path, "wb") as f:
+        for p in payloads(n, datetime.utcnow() - timedelta(minutes=5)):  # noqa: DTZ003
+            f.write(p + b"\n")
+
+
+def bench_bridge(stack, work: Path, n: int) -> dict[str, float]:
+    pipe = Pipeline(stack, work / "bridge")
+    pipe.work.mkdir(parents=True)
+    pipe.bridge.start()
+    pipe.wait_healthy(pipe.bridge, "HEALTH_PORT")
+    lines = work / "bridge.txt"
+    write_lines(lines, n)
+    topic = pipe.env["KAFKA_TOPIC_READINGS"]
+    t0 = time.perf_counter()
+    pub = Publishers(stack.mqtt_port, pipe.mqtt_topic, lines)
+    wait_for(lambda: kafka_count(stack.bootstrap, topic) >= n, 900, "bridge")
+    elapsed = time.perf_counter() - t0
+    pub.wait()
+    rss = rss_peak_mb(pipe.bridge.p.pid)  # type: ignore[union-attr]
+    pipe.stop()
+    return {"readings": n, "seconds": elapsed, "per_s": n / elapsed, "bridge_rss_mb": rss}
+
+
+def archived_rows(lake: Path) -> int:
+    total = 0
+    for ckpt in (lake / "_checkpoints" / "readings").glob("*.json"):
+        import orjson
+
+        total += orjson.loads(ckpt.read_bytes())["next_offset"]
+    return total
+
+
+def bench_end_to_end(stack, work: Path, n: int) -> dict[str, float]:
+    pipe = Pipeline(stack, work / "e2e", env_extra={"ROTATE_SECONDS": "5"})
+    pipe.work.mkdir(parents=True)
+    pipe.start()
+    lines = work / "e2e.txt"
+    write_lines(lines, n)
+    t0 = time.perf_counter()
+    pub = Publishers(stack.mqtt_port, pipe.mqtt_topic, lines)
+    wait_for(lambda: archived_rows(pipe.lake) >= n, 1200, "end to end")
+    elapsed = time.perf_counter() - t0
+    pub.wait()
+    table = pipe.table("readings")
+    distinct = len(set(table["payload"].to_pylist()))
+    result = {
+        "readings": n,
+        "seconds": elapsed,
+        "per_s": n / elapsed,
+        "archived_rows": table.num_rows,
+        "distinct_payloads": distinct,
+        "bytes_per_reading": lake_bytes(pipe.lake) / n,
+        "bridge_rss_mb": rss_peak_mb(pipe.bridge.p.pid),  # type: ignore[union-attr]
+        "jobs_rss_mb": rss_peak_mb(pipe.jobs.p.pid),
+    }  # type: ignore[union-attr]
+    pipe.stop()
+    assert table.num_rows == n == distinct, result
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--archiver", type=int, default=1_000_000)
+    parser.add_argument("--bridge", type=int, default=200_000)
+    parser.add_argument("--e2e", type=int, default=200_000)
+    args = parser.parse_args()
+    print(f"machine: {machine()}", flush=True)
+    with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp:
+        work = Path(tmp)
+        stack, mosquitto, kafka = start_brokers(work / "brokers")
+        try:
+            results = {
+                "archiver alone (Kafka -> Parquet)": bench_archiver(stack, work, args.archiver),
+                "bridge alone (MQTT QoS 1 -> Kafka)": bench_bridge(stack, work, args.bridge),
+                "end to end (MQTT -> Parquet)": bench_end_to_end(stack, work, args.e2e),
+            }
+        finally:
+            kafka.stop()
+            mosquitto.stop()
+    print()
+    for name, r in results.items():
+        figures = ", ".join(
+            f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v:,}" for k, v in r.items()
+        )
+        print(f"{name:<36} {figures}")
+
+
+if __name__ == "__main__":
+    main()
