@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.json as pj
 
 from mqtt_bridge.contract import parse_dt, parse_reading
 from mqtt_bridge.errors import InvalidReading
@@ -74,49 +75,100 @@ READINGS_SCHEMA = pa.schema(
 )
 
 
-def build_readings(records: Sequence[Record]) -> pa.Table:
-    sensor_id: list[str | None] = []
+_PAYLOAD_SCHEMA = pa.schema(
+    [pa.field("id", pa.string()), pa.field("dt", pa.string()), pa.field("value", pa.float64())]
+)
+_JSON_OPTIONS = pj.ParseOptions(explicit_schema=_PAYLOAD_SCHEMA, unexpected_field_behavior="ignore")
+
+
+def _parse_fast(values: list[bytes]) -> tuple[pa.Array, pa.Array, pa.Array] | None:
+    """All payloads at once with Arrow's JSON reader; None when any of them
+    needs the contract's row-by-row judgement (the bridge only forwards valid
+    ones, so that is for records of other producers)."""
+    if any(not v or b"\n" in v for v in values):
+        return None
+    try:
+        table = pj.read_json(pa.py_buffer(b"\n".join(values)), parse_options=_JSON_OPTIONS)
+        if table.num_rows != len(values):
+            return None
+        ids, dts, vals = (table.column(c).combine_chunks() for c in ("id", "dt", "value"))
+        if ids.null_count or dts.null_count or vals.null_count:
+            return None
+        if not pc.all(pc.is_finite(vals)).as_py():
+            return None
+        if pc.any(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(ids)), 0)).as_py():
+            return None
+        return ids, pc.cast(dts, TS), vals  # naive ISO-8601; an offset raises -> row path
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError):
+        return None
+
+
+def _parse_rows(
+    values: list[bytes],
+) -> tuple[list[str | None], list[int | None], list[float | None]]:
+    ids: list[str | None] = []
     ts: list[int | None] = []
-    value: list[float | None] = []
-    payload: list[str | None] = []
-    topic: list[str | None] = []
-    received: list[int] = []
-    partitions: list[int] = []
-    offsets: list[int] = []
-    day_us: list[int] = []
-    for rec in records:
-        raw = rec.value or b""
-        recv = _header_ts(rec, "received_at")
+    vals: list[float | None] = []
+    for raw in values:
         try:
             r = parse_reading(raw, max_bytes=len(raw) + 1)
-            sensor_id.append(r.sensor_id)
+            ids.append(r.sensor_id)
             ts.append(r.ts_us)
-            value.append(r.value)
-            day_us.append(r.ts_us)
+            vals.append(r.value)
         except InvalidReading:
-            # The bridge never forwards these; another producer might. Kept, with
-            # null columns, filed under the day it was received.
-            sensor_id.append(None)
+            # The bridge never forwards these; another producer might. Kept with
+            # null columns, filed under the day they were received.
+            ids.append(None)
             ts.append(None)
-            value.append(None)
-            day_us.append(recv)
-        payload.append(raw.decode("utf-8", "replace"))
-        mqtt_topic = rec.headers.get("mqtt_topic")
-        topic.append(mqtt_topic.decode("utf-8", "replace") if mqtt_topic is not None else None)
-        received.append(recv)
-        partitions.append(rec.partition)
-        offsets.append(rec.offset)
+            vals.append(None)
+    return ids, ts, vals
+
+
+def _received_at(records: Sequence[Record]) -> pa.Array:
+    """The bridge's receive time (µs), else the Kafka record time."""
+    texts = [rec.headers.get("received_at") for rec in records]
+    try:
+        arr = pc.utf8_rtrim(pa.array(texts, pa.binary()).cast(pa.string()), "Z")
+        parsed = pc.cast(arr, TS).cast(pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        return pa.array([_header_ts(rec, "received_at") for rec in records], pa.int64())
+    fallback = pa.array([rec.timestamp_ms * 1000 for rec in records], pa.int64())
+    return pc.coalesce(parsed, fallback)
+
+
+def _text(values: Sequence[bytes | None]) -> pa.Array:
+    try:
+        return pa.array(values, pa.binary()).cast(pa.string())
+    except pa.ArrowInvalid:  # invalid UTF-8 somewhere: keep what can be read
+        return pa.array(
+            [v.decode("utf-8", "replace") if v is not None else None for v in values], pa.string()
+        )
+
+
+def build_readings(records: Sequence[Record]) -> pa.Table:
+    values = [rec.value or b"" for rec in records]
+    received = _received_at(records)
+    fast = _parse_fast(values)
+    if fast is not None:
+        sensor_id, ts, value = fast
+        day = ts
+    else:
+        ids, ts_us, vals = _parse_rows(values)
+        sensor_id = pa.array(ids, pa.string())
+        ts = pa.array(ts_us, pa.int64()).cast(TS)
+        value = pa.array(vals, pa.float64())
+        day = pc.coalesce(ts, received.cast(TS))
     return pa.table(
         {
-            "sensor_id": pa.array(sensor_id, pa.string()),
-            "ts": pa.array(ts, pa.int64()).cast(TS),
-            "value": pa.array(value, pa.float64()),
-            "payload": pa.array(payload, pa.string()),
-            "mqtt_topic": pa.array(topic, pa.string()),
-            "received_at": pa.array(received, pa.int64()).cast(TS),
-            "kafka_partition": pa.array(partitions, pa.int32()),
-            "kafka_offset": pa.array(offsets, pa.int64()),
-            "event_date": _dates(pa.array(day_us, pa.int64())),
+            "sensor_id": sensor_id,
+            "ts": ts,
+            "value": value,
+            "payload": _text(values),
+            "mqtt_topic": _text([rec.headers.get("mqtt_topic") for rec in records]),
+            "received_at": received.cast(TS),
+            "kafka_partition": pa.array([rec.partition for rec in records], pa.int32()),
+            "kafka_offset": pa.array([rec.offset for rec in records], pa.int64()),
+            "event_date": pc.cast(day, pa.date32()),
         }
     )
 

@@ -169,3 +169,29 @@ def test_rejected_rows_keep_bytes_and_reason():
     assert row["payload"] == b"\xff oops"
     assert row["reason_code"] == "not_json"
     assert row["payload_text"].endswith(" oops")
+
+
+def test_vectorised_and_row_by_row_parsing_agree():
+    from stream_jobs.tables import _parse_fast, _parse_rows
+
+    values = [
+        b'{"id": "Sensor 1", "dt": "2026-11-25T17:21:44.123456", "value": 17}',
+        b'{"id": "Sensor 2", "dt": "2026-11-25T17:21:44", "value": -0.5, "extra": [1]}',
+        b'{"value": 3, "dt": "2026-11-25T00:00:00.5", "id": "S"}',
+    ]
+    ids, ts, vals = _parse_fast(values)
+    row_ids, row_ts, row_vals = _parse_rows(values)
+    assert ids.to_pylist() == row_ids
+    assert ts.cast("int64").to_pylist() == row_ts
+    assert vals.to_pylist() == row_vals
+
+
+def test_a_payload_the_fast_path_cannot_judge_goes_row_by_row():
+    from stream_jobs.tables import _parse_fast
+
+    with_offset = b'{"id": "S", "dt": "2026-11-25T02:00:00+02:00", "value": 1}'
+    assert _parse_fast([with_offset]) is None
+    rows = build_readings([Record(0, 0, 0, None, with_offset, {})]).to_pylist()
+    assert rows[0]["ts"].isoformat() == "2026-11-25T00:00:00"
+    mixed = build_readings([reading(0), Record(0, 1, 1_795_564_800_000, None, b"[]", {})])
+    assert mixed.column("sensor_id").to_pylist() == ["Sensor 1", None]
