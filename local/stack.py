@@ -139,8 +139,11 @@ def down() -> None:
     if not running(conf):
         print("not running")
         return
+    pid_file = conf.parent / "supervisord.pid"
+    pid = int(pid_file.read_text()) if pid_file.exists() else None
     ctl(conf, "shutdown")
-    wait_for(lambda: not running(conf), 90, "supervisord shutdown")
+    # supervisord stops answering before it has stopped its programs and exited
+    wait_for(lambda: pid is None or not Path(f"/proc/{pid}").exists(), 120, "supervisord shutdown")
     print("stopped; data kept in", DATA)
 
 

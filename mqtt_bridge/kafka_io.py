@@ -20,19 +20,24 @@ class TopicSpec:
     config: dict[str, str] = field(default_factory=dict)
 
 
-def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 120.0) -> None:
-    """Create the topics that do not exist yet; wait for Kafka up to `timeout_s`."""
+def wait_for_kafka(bootstrap: str, timeout_s: float = 120.0) -> set[str]:
+    """Block until Kafka answers (it may still be starting); return its topic names."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            existing = admin.list_topics(timeout=5).topics
-            break
+            return set(admin.list_topics(timeout=5).topics)
         except KafkaException as exc:
             if time.monotonic() > deadline:
                 raise
             log.warning("Kafka at %s not reachable yet (%s); retrying", bootstrap, exc)
             time.sleep(1)
+
+
+def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 120.0) -> None:
+    """Create the topics that do not exist yet; wait for Kafka up to `timeout_s`."""
+    existing = wait_for_kafka(bootstrap, timeout_s)
+    admin = AdminClient({"bootstrap.servers": bootstrap})
     missing = [s for s in specs if s.name not in existing]
     if not missing:
         return

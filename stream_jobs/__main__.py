@@ -1,7 +1,9 @@
 import sys
 
+from mqtt_bridge.kafka_io import wait_for_kafka
 from stream_jobs.app import app, settings
 
-if len(sys.argv) == 1:  # `python -m stream_jobs` = start a worker
+if len(sys.argv) == 1:  # `python -m stream_jobs` = start a worker, once Kafka answers
+    wait_for_kafka(settings.kafka_bootstrap_servers, timeout_s=600)
     sys.argv += ["worker", "--loglevel", settings.logging_level.lower().replace("warning", "warn")]
 app.main()
