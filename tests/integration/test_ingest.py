@@ -2,9 +2,11 @@
 
 from collections import Counter
 
+import orjson
 import pytest
 
-from tests.integration.harness import published, wait_exit
+from local.services import ROOT
+from tests.integration.harness import Pipeline, published, wait_exit
 
 pytestmark = pytest.mark.integration
 
@@ -24,3 +26,30 @@ def test_every_published_reading_is_archived_exactly_once(pipeline):
     sensors = pipeline.table("sensors").to_pylist()
     assert sorted(s["sensor_id"] for s in sensors) == [f"Sensor {i}" for i in range(1, 6)]
     assert {s["description"] for s in sensors} >= {"Main Entrance", "Assemlby Floor"}
+
+
+def test_sensor_list_changes_are_archived_as_new_versions(brokers, tmp_path):
+    path = tmp_path / "sensors.json"
+    original = orjson.loads((ROOT / "iot_data_generator" / "sensors.json").read_bytes())
+    path.write_bytes(orjson.dumps(original))
+    env = {"SENSORS_FILE": str(path), "SENSORS_POLL_SECONDS": "0.5"}
+    pipe = Pipeline(brokers, tmp_path, env_extra=env).start()
+    try:
+        pipe.wait_archived("sensors", 5)
+        changed = {**original, "Sensor 6": {**original["Sensor 1"], "description": "Roof"}}
+        changed["Sensor 2"] = {**original["Sensor 2"], "description": "Canteen"}
+        del changed["Sensor 3"]
+        path.write_bytes(orjson.dumps(changed))
+        pipe.wait_archived("sensors", 8)
+        rows = pipe.table("sensors").to_pylist()
+    finally:
+        pipe.stop()
+    versions = sorted((r["sensor_id"], r["description"] or "", r["deleted"]) for r in rows)
+    assert versions == sorted(
+        [
+            *[(f"Sensor {i}", original[f"Sensor {i}"]["description"], False) for i in range(1, 6)],
+            ("Sensor 2", "Canteen", False),
+            ("Sensor 3", "", True),
+            ("Sensor 6", "Roof", False),
+        ]
+    )

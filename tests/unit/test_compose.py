@@ -1,0 +1,41 @@
+"""docker-compose.yml is for users without our tooling: keep it valid and in line
+with the local stack (same config files, pinned images, healthchecks)."""
+
+import shutil
+import subprocess
+
+import pytest
+import yaml
+
+from local.services import ROOT, versions
+
+
+@pytest.fixture(scope="module")
+def compose():
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_every_service_has_a_healthcheck(compose):
+    for name, service in compose["services"].items():
+        assert "healthcheck" in service, name
+
+
+def test_brokers_use_the_same_config_files_as_the_local_stack(compose):
+    mounts = [v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])]
+    assert "./mosquitto/mosquitto.conf" in mounts
+    assert "./kafka/server.properties" in mounts
+
+
+def test_images_are_pinned_and_kafka_matches_versions_env(compose):
+    images = {n: s["image"] for n, s in compose["services"].items() if "build" not in s}
+    assert all(":" in i and not i.endswith(":latest") for i in images.values()), images
+    assert images["kafka"] == f"apache/kafka:{versions()['KAFKA_VERSION']}"
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make system-deps installs it")
+def test_compose_file_is_valid():
+    subprocess.run(
+        ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config", "-q"],
+        check=True,
+        cwd=ROOT,
+    )
