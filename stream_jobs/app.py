@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
+from typing import Any, Protocol
 
 import faust
 from mode import Service
 
 from stream_jobs.archive import TopicArchiver
+from stream_jobs.catalog import SqlCatalog
 from stream_jobs.lake import Lake
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, REJECTED, SENSORS
@@ -36,14 +37,19 @@ app = faust.App(
 )
 
 
-def build_archivers(s: StreamSettings) -> list[TopicArchiver]:
+def build_jobs(s: StreamSettings) -> tuple[list[TopicArchiver], SqlCatalog | None]:
     lake = Lake(s.lake_url, s.storage_options())
+    catalog = (
+        SqlCatalog(s.trino_host, s.trino_port, s.trino_user, s.trino_catalog, lake)
+        if s.trino_host
+        else None
+    )
     jobs = [
         (READINGS, s.kafka_topic_readings),
         (SENSORS, s.kafka_topic_sensors),
         (REJECTED, s.kafka_topic_dlq),
     ]
-    return [
+    archivers = [
         TopicArchiver(
             spec,
             topic,
@@ -55,16 +61,22 @@ def build_archivers(s: StreamSettings) -> list[TopicArchiver]:
             rotate_rows=s.rotate_rows,
             rotate_seconds=s.rotate_seconds,
             zstd_level=s.zstd_level,
+            on_partition=catalog.partition_added if catalog else None,
         )
         for spec, topic in jobs
     ]
+    return archivers, catalog
+
+
+class Job(Protocol):
+    def run(self, stop: threading.Event) -> None: ...
 
 
 class ThreadedJobs(Service):
     """Runs blocking jobs in threads; a job that dies crashes the worker (and the
     supervisor restarts it) rather than leaving a silent gap."""
 
-    def __init__(self, jobs: list[TopicArchiver], **kwargs: Any) -> None:
+    def __init__(self, jobs: list[tuple[str, Job]], **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.jobs = jobs
         self._stop_jobs = threading.Event()
@@ -72,10 +84,8 @@ class ThreadedJobs(Service):
 
     async def on_start(self) -> None:
         loop = asyncio.get_running_loop()
-        for job in self.jobs:
-            t = threading.Thread(
-                target=self._run, args=(job, loop), name=job.spec.name, daemon=True
-            )
+        for name, job in self.jobs:
+            t = threading.Thread(target=self._run, args=(name, job, loop), name=name, daemon=True)
             t.start()
             self._threads.append(t)
 
@@ -93,16 +103,20 @@ class ThreadedJobs(Service):
             await loop.run_in_executor(None, t.join, 60)
 
 
-ARCHIVERS = build_archivers(settings)
+ARCHIVERS, CATALOG = build_jobs(settings)
 
 
 @app.service
 class ArchiveJobs(ThreadedJobs):
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(ARCHIVERS, **kwargs)
+        jobs: list[tuple[str, Job]] = [(a.spec.name, a) for a in ARCHIVERS]
+        if CATALOG is not None:
+            jobs.append(("sql-catalog", CATALOG))
+        super().__init__(jobs, **kwargs)
 
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
     jobs = {a.spec.name: a.stats.__dict__ for a in ARCHIVERS}
-    return web.json({"healthy": True, "archive": jobs})
+    sql = "off" if CATALOG is None else ("ready" if CATALOG.ready.is_set() else "waiting")
+    return web.json({"healthy": True, "archive": jobs, "sql_catalog": sql})

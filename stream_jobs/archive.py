@@ -108,6 +108,7 @@ class TopicArchiver:
         rotate_seconds: float,
         zstd_level: int,
         clock: Callable[[], float] = time.monotonic,
+        on_partition: Callable[[TableSpec, str], None] | None = None,
     ) -> None:
         self.spec = spec
         self.topic = topic
@@ -116,6 +117,7 @@ class TopicArchiver:
         self.rotate_seconds = rotate_seconds
         self.zstd_level = zstd_level
         self.clock = clock
+        self.on_partition = on_partition  # told of each Hive folder a flush wrote to
         self.stats = ArchiveStats()
         self._consumer_config = {
             **consumer_config,
@@ -181,6 +183,10 @@ class TopicArchiver:
             )
         self.lake.write_json(path, {**ckpt, "next_offset": last + 1})
         self._next[partition] = last + 1
+        if self.on_partition is not None:
+            for folder, _table in parts:
+                if folder:
+                    self.on_partition(self.spec, folder)
         self.stats.rows += len(records)
         self.stats.files += len(parts)
         self.stats.flushes += 1

@@ -30,6 +30,12 @@ class StreamSettings(BaseSettings):
     rotate_seconds: float = Field(default=5.0, gt=0)
     zstd_level: int = Field(default=3, ge=1, le=22)  # 3 was smaller and faster than 9 here
 
+    # Trino, to create the SQL tables and register new partitions ("" = no SQL catalog).
+    trino_host: str = "localhost"
+    trino_port: int = 8080
+    trino_user: str = "iot-stream-jobs"
+    trino_catalog: str = "hive"
+
     web_port: int = 6066
     datadir: str = "data/stream_jobs"
     logging_level: str = "INFO"

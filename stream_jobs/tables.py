@@ -11,8 +11,7 @@ Timestamps are UTC, microsecond precision, stored without a zone (Hive's
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from dataclasses import dataclass, field
 
 import orjson
 import pyarrow as pa
@@ -23,7 +22,6 @@ from mqtt_bridge.contract import parse_dt, parse_reading
 from mqtt_bridge.errors import InvalidReading
 
 TS = pa.timestamp("us")
-US_PER_DAY = 86_400_000_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +43,8 @@ class TableSpec:
     partition_column: str | None  # Hive partition (a date), not stored inside the files
     build: Callable[[Sequence[Record]], pa.Table]  # includes the partition column
     sort_by: tuple[str, ...]
+    description: str = ""
+    comments: dict[str, str] = field(default_factory=dict)  # column -> meaning and unit
 
 
 def _header_ts(rec: Record, name: str) -> int:
@@ -277,12 +277,71 @@ def build_rejected(records: Sequence[Record]) -> pa.Table:
     )
 
 
-READINGS = TableSpec("readings", READINGS_SCHEMA, "event_date", build_readings, ("sensor_id", "ts"))
-SENSORS = TableSpec("sensors", SENSORS_SCHEMA, None, build_sensors, ("sensor_id", "kafka_offset"))
-REJECTED = TableSpec(
-    "rejected", REJECTED_SCHEMA, "received_date", build_rejected, ("kafka_offset",)
+KAFKA_COMMENTS = {
+    "kafka_partition": "Kafka partition the record was read from (lineage)",
+    "kafka_offset": "Kafka offset of the record within its partition (lineage)",
+}
+
+READINGS = TableSpec(
+    "readings",
+    READINGS_SCHEMA,
+    "event_date",
+    build_readings,
+    ("sensor_id", "ts"),
+    description="Every accepted sensor reading, exactly once, as received over MQTT. "
+    "Partitioned by event_date: filter on it to read only the days you need.",
+    comments={
+        "sensor_id": "Sensor id as sent by the device (the payload's id), e.g. 'Sensor 1'",
+        "ts": "Event time: the payload's dt, UTC, microseconds",
+        "value": "Measured value, in the unit of the sensor (see raw.sensors_current)",
+        "payload": "The MQTT payload exactly as received (JSON text)",
+        "mqtt_topic": "MQTT topic the reading arrived on",
+        "received_at": "When the bridge received the message, UTC, microseconds",
+        **KAFKA_COMMENTS,
+        "event_date": "UTC date of ts (partition column)",
+    },
 )
-
-
-def utc_now_us() -> int:
-    return int(datetime.now(UTC).timestamp() * 1_000_000)
+SENSORS = TableSpec(
+    "sensors",
+    SENSORS_SCHEMA,
+    None,
+    build_sensors,
+    ("sensor_id", "kafka_offset"),
+    description="Every version of every sensor of the sensor list (sensors.json), with when "
+    "the platform saw it; raw.sensors_current has the current one per sensor.",
+    comments={
+        "sensor_id": "Sensor id (the key of sensors.json)",
+        "lat": "Latitude of the sensor",
+        "lng": "Longitude of the sensor",
+        "unit": "Unit of the sensor's values, e.g. 'C'",
+        "type": "Kind of measurement, e.g. 'temperature'",
+        "range_min": "Lowest valid value, in unit",
+        "range_max": "Highest valid value, in unit",
+        "description": "Where or what the sensor is",
+        "deleted": "True when the sensor was removed from the list (a tombstone)",
+        "payload": "The sensor's entry as published to Kafka (JSON text)",
+        "seen_at": "When this version reached Kafka, UTC, milliseconds",
+        **KAFKA_COMMENTS,
+    },
+)
+REJECTED = TableSpec(
+    "rejected",
+    REJECTED_SCHEMA,
+    "received_date",
+    build_rejected,
+    ("kafka_offset",),
+    description="Messages the bridge did not accept (dead letters), kept verbatim with the "
+    "reason. Partitioned by received_date.",
+    comments={
+        "reason": "Why the message was rejected: '<code>: <detail>'",
+        "reason_code": "Stable reason code: not_json, not_object, missing_id, bad_id, "
+        "missing_dt, bad_dt, missing_value, bad_value, oversized, duplicate",
+        "payload": "The MQTT payload exactly as received (bytes)",
+        "payload_text": "The payload as UTF-8 text (invalid bytes replaced)",
+        "mqtt_topic": "MQTT topic the message arrived on",
+        "received_at": "When the bridge received the message, UTC, microseconds",
+        **KAFKA_COMMENTS,
+        "received_date": "UTC date of received_at (partition column)",
+    },
+)
+TABLES = (READINGS, SENSORS, REJECTED)

@@ -102,6 +102,7 @@ class Pipeline:
             "HEALTH_PORT": str(free_port()),
             "WEB_PORT": str(free_port()),
             "ROTATE_SECONDS": "1",
+            "TRINO_HOST": "",  # no SQL catalog unless a test starts Trino
             "LOGGING_LEVEL": "INFO",
             **self.env_extra,
         }

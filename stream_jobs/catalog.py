@@ -1,0 +1,208 @@
+"""The archive as SQL tables: schemas, tables and views in Trino's `hive` catalog
+(stored in the Hive Metastore), created idempotently, and partitions registered
+as the archive writes them.
+
+Why registration by the writer (not partition projection, not a periodic sync):
+the archive knows the moment it creates a new date folder, so it registers it
+right then (a query sees a new day within a file rotation); every folder with
+data is visible, including late or clock-skewed days that a projected date
+range would hide; and a sync at start-up (`sync_partition_metadata`, ADD)
+catches anything a crash or an unreachable Trino made it miss.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import pyarrow as pa
+import trino
+from trino.exceptions import Error as TrinoError
+from trino.exceptions import HttpError, TrinoUserError
+
+from stream_jobs.lake import Lake
+from stream_jobs.tables import TABLES, TableSpec
+
+log = logging.getLogger(__name__)
+
+# Trino down, starting, or its metastore unreachable: retried, never fatal.
+UNAVAILABLE = (TrinoError, HttpError, OSError)
+
+
+def sql_literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def trino_type(t: pa.DataType) -> str:
+    if pa.types.is_timestamp(t):
+        return "timestamp(6)"  # microseconds, UTC by convention (no zone stored)
+    mapping = {
+        pa.string(): "varchar",
+        pa.float64(): "double",
+        pa.int32(): "integer",
+        pa.int64(): "bigint",
+        pa.bool_(): "boolean",
+        pa.binary(): "varbinary",
+        pa.date32(): "date",
+    }
+    try:
+        return mapping[t]
+    except KeyError:
+        raise ValueError(f"no Trino type for Arrow type {t}") from None
+
+
+def create_table_sql(spec: TableSpec, catalog: str, schema: str, location: str) -> str:
+    """CREATE TABLE IF NOT EXISTS for an external table over an archive folder."""
+    columns = [(f.name, trino_type(f.type)) for f in spec.schema]
+    if spec.partition_column:
+        columns.append((spec.partition_column, "date"))  # Hive: partition columns last
+    body = ",\n  ".join(
+        f"{name} {typ}"
+        + (f" COMMENT {sql_literal(spec.comments[name])}" if name in spec.comments else "")
+        for name, typ in columns
+    )
+    props = [f"external_location = {sql_literal(location)}", "format = 'PARQUET'"]
+    if spec.partition_column:
+        props.append(f"partitioned_by = ARRAY[{sql_literal(spec.partition_column)}]")
+    return (
+        f"CREATE TABLE IF NOT EXISTS {catalog}.{schema}.{spec.name} (\n  {body}\n)\n"
+        f"COMMENT {sql_literal(spec.description)}\nWITH ({', '.join(props)})"
+    )
+
+
+def view_sqls(catalog: str) -> list[str]:
+    """Views for BI; `CREATE OR REPLACE` so a changed definition replaces the old one."""
+    return [
+        f"""CREATE OR REPLACE VIEW {catalog}.raw.sensors_current
+COMMENT 'The current version of every sensor that is in the sensor list'
+AS SELECT sensor_id, lat, lng, unit, type, range_min, range_max, description,
+          seen_at AS valid_since
+FROM (SELECT s.*, row_number() OVER (PARTITION BY sensor_id ORDER BY kafka_offset DESC) AS rn
+      FROM {catalog}.raw.sensors s)
+WHERE rn = 1 AND NOT deleted""",
+        f"""CREATE OR REPLACE VIEW {catalog}.curated.readings_enriched
+COMMENT 'Readings with the sensor metadata valid at their time (the first version of a sensor \
+also covers readings before it was seen). Filter on event_date to prune days.'
+AS WITH versions AS (
+  SELECT sensor_id, lat, lng, unit, type, range_min, range_max, description, deleted,
+         CASE WHEN row_number() OVER w = 1 THEN TIMESTAMP '0001-01-01 00:00:00'
+              ELSE seen_at END AS valid_from,
+         lead(seen_at) OVER w AS valid_to
+  FROM {catalog}.raw.sensors
+  WINDOW w AS (PARTITION BY sensor_id ORDER BY kafka_offset))
+SELECT r.sensor_id, r.ts, r.value, v.unit, v.type, v.description, v.lat, v.lng,
+       v.range_min, v.range_max,
+       r.value BETWEEN v.range_min AND v.range_max AS in_range,
+       r.received_at, r.event_date
+FROM {catalog}.raw.readings r
+LEFT JOIN versions v
+  ON v.sensor_id = r.sensor_id AND r.ts >= v.valid_from
+ AND (v.valid_to IS NULL OR r.ts < v.valid_to) AND NOT v.deleted""",
+    ]
+
+
+@dataclass(frozen=True)
+class PartitionAdded:
+    table: TableSpec
+    folder: str  # e.g. "event_date=2026-11-25"
+
+
+class SqlCatalog:
+    """Keeps the hive catalog in line with the lake. Runs in its own thread: the
+    archive never waits for Trino, it only queues the partitions it created."""
+
+    def __init__(
+        self,
+        host: str,
+        port: int,
+        user: str,
+        catalog: str,
+        lake: Lake,
+        tables: Iterable[TableSpec] = TABLES,
+    ) -> None:
+        self.host, self.port, self.user, self.catalog = host, port, user, catalog
+        self.lake = lake
+        self.tables = list(tables)
+        self.ready = threading.Event()
+        self._queue: queue.Queue[PartitionAdded] = queue.Queue()
+        self._known: set[tuple[str, str]] = set()
+
+    def partition_added(self, table: TableSpec, folder: str) -> None:
+        """Called by the archive after a flush created files in `folder` (thread-safe)."""
+        if (table.name, folder) not in self._known:
+            self._queue.put(PartitionAdded(table, folder))
+
+    def _execute(self, sql: str) -> list[list[object]]:
+        conn = trino.dbapi.connect(
+            host=self.host, port=self.port, user=self.user, catalog=self.catalog, request_timeout=60
+        )
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return cur.fetchall()  # type: ignore[no-any-return]
+        finally:
+            conn.close()
+
+    def ensure_tables(self) -> None:
+        """Schemas, tables and views, then a catch-up sync of partitions."""
+        for schema in ("raw", "curated"):
+            location = self.lake.uri(schema)
+            self._execute(
+                f"CREATE SCHEMA IF NOT EXISTS {self.catalog}.{schema} "
+                f"WITH (location = {sql_literal(location)})"
+            )
+        for spec in self.tables:
+            self._execute(
+                create_table_sql(spec, self.catalog, "raw", self.lake.uri("raw", spec.name))
+            )
+        for sql in view_sqls(self.catalog):
+            self._execute(sql)
+        for spec in self.tables:
+            if spec.partition_column:
+                self._execute(
+                    f"CALL {self.catalog}.system.sync_partition_metadata("
+                    f"'raw', {sql_literal(spec.name)}, 'ADD')"
+                )
+        log.info("SQL tables ready in %s.raw / %s.curated", self.catalog, self.catalog)
+
+    def register(self, item: PartitionAdded) -> None:
+        column, _, value = item.folder.partition("=")
+        try:
+            self._execute(
+                f"CALL {self.catalog}.system.register_partition('raw', "
+                f"{sql_literal(item.table.name)}, ARRAY[{sql_literal(column)}], "
+                f"ARRAY[{sql_literal(value)}])"
+            )
+            log.info("registered partition raw.%s %s", item.table.name, item.folder)
+        except TrinoUserError as exc:
+            if "already exists" not in str(exc):
+                raise
+        self._known.add((item.table.name, item.folder))
+
+    def run(self, stop: threading.Event, retry_s: float = 5.0) -> None:
+        while not stop.is_set():
+            try:
+                if not self.ready.is_set():
+                    self.ensure_tables()
+                    self.ready.set()
+                try:
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    continue
+                try:
+                    self.register(item)
+                except UNAVAILABLE:
+                    self._queue.put(item)  # try again after the pause below
+                    raise
+            except UNAVAILABLE as exc:
+                log.warning(
+                    "Trino at %s:%d not usable yet (%s); retrying in %.0f s",
+                    self.host,
+                    self.port,
+                    str(exc).splitlines()[0][:200],
+                    retry_s,
+                )
+                stop.wait(retry_s)
