@@ -8,7 +8,7 @@ PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 
-.PHONY: help up down status logs test unit integration lint bench constraints system-deps clean
+.PHONY: help up down status logs sql test unit integration lint bench constraints system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -38,6 +38,9 @@ down: ## Stop everything (the data in ./data is kept)
 
 status: ## What runs and whether it is healthy
 	@$(PY) -m local status
+
+sql: ## A Trino SQL prompt on the hive catalog (make up first)
+	@$(PY) -m local sql
 
 logs: ## Last log lines of every service (make logs F=1 to follow)
 	@$(PY) -m local logs $(if $(F),--follow)

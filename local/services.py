@@ -52,6 +52,18 @@ def port_open(port: int, host: str = "127.0.0.1") -> bool:
         return s.connect_ex((host, port)) == 0
 
 
+def set_properties(path: Path, values: dict[str, str]) -> None:
+    """Set keys of a Java .properties file in place (replacing or appending lines)."""
+    lines = path.read_text().splitlines()
+    todo = dict(values)
+    for i, line in enumerate(lines):
+        key = line.split("=", 1)[0].strip()
+        if key in todo and not line.lstrip().startswith("#"):
+            lines[i] = f"{key}={todo.pop(key)}"
+    lines += [f"{k}={v}" for k, v in todo.items()]
+    path.write_text("\n".join(lines) + "\n")
+
+
 def wait_for(predicate: object, timeout_s: float, what: str) -> None:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -64,42 +76,126 @@ def wait_for(predicate: object, timeout_s: float, what: str) -> None:
 # -- installation -----------------------------------------------------------------
 
 
-def kafka_libs() -> Path:
-    """The Kafka broker's classpath from Maven Central, cached outside the checkout."""
-    v = versions()
-    target = CACHE / f"kafka-{v['KAFKA_VERSION']}" / "libs"
+def _mvn(*args: str) -> None:
+    if shutil.which("mvn") is None:
+        raise StackError(
+            "Maven (mvn) is needed once to fetch the Java services: apt-get install maven"
+        )
+    subprocess.run(["mvn", "-q", "-B", *args], check=True)
+
+
+def _maven_classpath(name: str, pom: Path, props: dict[str, str]) -> Path:
+    """The runtime classpath of `pom` from Maven Central, cached outside the checkout."""
+    target = CACHE / name / "libs"
     if (target / ".complete").exists():
         return target
-    if shutil.which("mvn") is None:
-        raise StackError("Maven (mvn) is needed once to fetch Kafka: apt-get install maven")
     target.mkdir(parents=True, exist_ok=True)
-    print(f"fetching Apache Kafka {v['KAFKA_VERSION']} from Maven into {target} ...", flush=True)
-    subprocess.run(
-        [
-            "mvn",
-            "-q",
-            "-B",
-            "-f",
-            str(ROOT / "kafka" / "pom.xml"),
-            "dependency:copy-dependencies",
-            f"-DoutputDirectory={target}",
-            "-DincludeScope=runtime",
-            f"-Dkafka.version={v['KAFKA_VERSION']}",
-            f"-Dlog4j.version={v['LOG4J_VERSION']}",
-        ],
-        check=True,
+    print(f"fetching {name} from Maven into {target} ...", flush=True)
+    _mvn(
+        "-f",
+        str(pom),
+        "dependency:copy-dependencies",
+        f"-DoutputDirectory={target}",
+        "-DincludeScope=runtime",
+        *(f"-D{k}={v}" for k, v in props.items()),
     )
     (target / ".complete").touch()
     return target
 
 
-def java_bin(env_name: str = "JAVA_HOME") -> str:
-    home = os.environ.get(env_name)
-    if home:
-        return str(Path(home) / "bin" / "java")
+def _maven_artifact(artifact: str, dest: Path) -> Path:
+    """One artifact (group:name:version:type[:classifier]) copied into `dest`."""
+    dest.mkdir(parents=True, exist_ok=True)
+    _mvn("dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={dest}")
+    _group, name, version, kind, *classifier = artifact.split(":")
+    suffix = f"-{classifier[0]}" if classifier else ""
+    return dest / f"{name}-{version}{suffix}.{kind}"
+
+
+def kafka_libs() -> Path:
+    """The Kafka broker's classpath."""
+    v = versions()
+    return _maven_classpath(
+        f"kafka-{v['KAFKA_VERSION']}",
+        ROOT / "kafka" / "pom.xml",
+        {"kafka.version": v["KAFKA_VERSION"], "log4j.version": v["LOG4J_VERSION"]},
+    )
+
+
+def metastore_home() -> Path:
+    """The standalone Hive Metastore: classpath in libs/, schema scripts in scripts/."""
+    v = versions()
+    home = CACHE / f"hive-metastore-{v['HIVE_VERSION']}"
+    _maven_classpath(
+        home.name,
+        ROOT / "hive-metastore" / "pom.xml",
+        {
+            "hive.version": v["HIVE_VERSION"],
+            "hadoop.version": v["HADOOP_VERSION"],
+            "derby.version": v["DERBY_VERSION"],
+            "aws.sdk.version": v["AWS_SDK_VERSION"],
+        },
+    )
+    scripts = home / "scripts" / "metastore" / "upgrade" / "derby"
+    if not scripts.is_dir():
+        # The schema scripts ship only in the binary distribution (also on Maven Central).
+        tarball = _maven_artifact(
+            f"org.apache.hive:hive-standalone-metastore-server:{v['HIVE_VERSION']}:tar.gz:bin",
+            home / "dl",
+        )
+        subprocess.run(
+            [
+                "tar",
+                "xzf",
+                str(tarball),
+                "-C",
+                str(home),
+                "--strip-components=1",
+                "--wildcards",
+                "*/scripts/metastore/upgrade/derby/*",
+                "*/scripts/metastore/upgrade/postgres/*",
+            ],
+            check=True,
+        )
+        shutil.rmtree(home / "dl")
+    return home
+
+
+def trino_home() -> Path:
+    """Trino server with the plugins we use (hive, kafka), from the Maven Central tarball."""
+    v = versions()
+    home = CACHE / f"trino-server-{v['TRINO_VERSION']}"
+    if (home / ".complete").exists():
+        return home
+    tarball = _maven_artifact(
+        f"io.trino:trino-server:{v['TRINO_VERSION']}:tar.gz", CACHE / "downloads"
+    )
+    shutil.rmtree(home, ignore_errors=True)
+    # Plugins share jars as hard links, so the whole tarball is unpacked, then trimmed.
+    subprocess.run(["tar", "xzf", str(tarball), "-C", str(CACHE)], check=True)
+    for plugin in (home / "plugin").iterdir():
+        if plugin.name not in ("hive", "kafka"):
+            shutil.rmtree(plugin)
+    tarball.unlink()
+    (home / ".complete").touch()
+    return home
+
+
+def trino_cli() -> Path:
+    v = versions()
+    jar = CACHE / f"trino-cli-{v['TRINO_VERSION']}-executable.jar"
+    if not jar.exists():
+        _maven_artifact(f"io.trino:trino-cli:{v['TRINO_VERSION']}:jar:executable", CACHE)
+    return jar
+
+
+def java_bin() -> str:
+    """The machine's default JDK (17) for Kafka and the metastore. JAVA_HOME is not
+    consulted on purpose: it may point at the Java 25 that Trino needs and the
+    metastore cannot run on."""
     found = shutil.which("java")
     if not found:
-        raise StackError("Java 17+ is needed for Kafka: apt-get install openjdk-17-jre-headless")
+        raise StackError("Java 17 is needed: apt-get install openjdk-17-jre-headless")
     return found
 
 
@@ -116,7 +212,13 @@ class Stack:
     controller_port: int = 9093
     bridge_health_port: int = 8081
     stream_web_port: int = 6066
+    metastore_port: int = 9083
+    trino_port: int = 8080
     lake_url: str = ""
+    # S3 endpoint and keys, when lake_url is s3://... (else unused)
+    s3_endpoint: str = ""
+    s3_key: str = ""
+    s3_secret: str = ""
     env: dict[str, str] = field(default_factory=dict)  # extra env for the Python services
 
     def __post_init__(self) -> None:
@@ -221,6 +323,134 @@ class Stack:
         except KafkaException:
             return False
 
+    # hive metastore ---------------------------------------------------------------------
+
+    def metastore_conf(self) -> Path:
+        """The shared metastore-site.xml, plus the lake's S3 endpoint and keys if any."""
+        out = self.run_dir / "metastore-conf"
+        out.mkdir(parents=True, exist_ok=True)
+        src = ROOT / "hive-metastore" / "conf"
+        shutil.copy(src / "metastore-log4j2.properties", out)
+        xml = (src / "metastore-site.xml").read_text()
+        extra = {}
+        if self.s3_endpoint:
+            extra["fs.s3a.endpoint"] = self.s3_endpoint
+            extra["fs.s3a.connection.ssl.enabled"] = str(self.s3_endpoint.startswith("https"))
+        if self.s3_key:
+            extra["fs.s3a.aws.credentials.provider"] = (
+                "org.apache.hadoop.fs.s3a.SimpleAWSCredentialsProvider"
+            )
+            extra["fs.s3a.access.key"] = self.s3_key
+            extra["fs.s3a.secret.key"] = self.s3_secret
+        props = "".join(
+            f"  <property><name>{k}</name><value>{v}</value></property>\n" for k, v in extra.items()
+        )
+        (out / "metastore-site.xml").write_text(
+            xml.replace("</configuration>", f"{props}</configuration>")
+        )
+        return out
+
+    def metastore_env(self) -> dict[str, str]:
+        return {
+            "METASTORE_DB_DIR": str(self.data / "metastore"),
+            "METASTORE_HOME": str(metastore_home()),
+        }
+
+    def metastore_java(self) -> list[str]:
+        conf = self.metastore_conf()
+        # Java 17 (the default JDK): Hadoop 3.3 fails on Java 25 (Subject.getSubject).
+        return [
+            java_bin(),
+            "-Xmx512m",
+            f"-Dlog4j.configurationFile={conf / 'metastore-log4j2.properties'}",
+            "-cp",
+            f"{conf}:{metastore_home() / 'libs'}/*",
+        ]
+
+    def metastore_init(self) -> None:
+        """Create the metastore's Derby schema once (first start of this data directory)."""
+        db = self.data / "metastore"
+        if (db / "metastore_db").exists():
+            return
+        db.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [
+                *self.metastore_java(),
+                "org.apache.hadoop.hive.metastore.tools.schematool.MetastoreSchemaTool",
+                "-initSchema",
+                "-dbType",
+                "derby",
+            ],
+            check=True,
+            cwd=db,
+            env={**os.environ, **self.metastore_env()},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+
+    def metastore_cmd(self) -> list[str]:
+        return [
+            *self.metastore_java(),
+            "org.apache.hadoop.hive.metastore.HiveMetaStore",
+            "-p",
+            str(self.metastore_port),
+        ]
+
+    # trino ------------------------------------------------------------------------------
+
+    def trino_etc(self) -> Path:
+        """The shared trino/etc with this stack's ports, metastore and S3 settings."""
+        out = self.run_dir / "trino-etc"
+        shutil.rmtree(out, ignore_errors=True)
+        shutil.copytree(ROOT / "trino" / "etc", out)
+        set_properties(
+            out / "config.properties",
+            {
+                "http-server.http.port": str(self.trino_port),
+                "discovery.uri": f"http://127.0.0.1:{self.trino_port}",
+            },
+        )
+        set_properties(out / "node.properties", {"node.internal-address": "127.0.0.1"})
+        hive = {"hive.metastore.uri": f"thrift://127.0.0.1:{self.metastore_port}"}
+        if self.s3_endpoint:
+            hive.update({"s3.endpoint": self.s3_endpoint, "s3.path-style-access": "true"})
+        if self.s3_key:
+            hive.update({"s3.aws-access-key": self.s3_key, "s3.aws-secret-key": self.s3_secret})
+        set_properties(out / "catalog" / "hive.properties", hive)
+        return out
+
+    def trino_cmd(self) -> list[str]:
+        home = trino_home()
+        java_home = os.environ.get("TRINO_JAVA_HOME", versions()["TRINO_JAVA_HOME"])
+        if not (Path(java_home) / "bin" / "java").exists():
+            raise StackError(
+                f"Trino {versions()['TRINO_VERSION']} needs Java 24+; "
+                f"none at {java_home} (set TRINO_JAVA_HOME)"
+            )
+        return [
+            "env",
+            f"JAVA_HOME={java_home}",
+            f"PATH={java_home}/bin:{os.environ['PATH']}",
+            str(home / "bin" / "launcher"),
+            "run",
+            f"--etc-dir={self.trino_etc()}",
+            f"--data-dir={self.data / 'trino'}",
+        ]
+
+    def trino_ready(self) -> bool:
+        """Trino answers a query (its HTTP server is up a while before it has a worker)."""
+        import trino
+
+        try:
+            conn = trino.dbapi.connect(
+                host="127.0.0.1", port=self.trino_port, user="probe", request_timeout=5
+            )
+            cur = conn.cursor()
+            cur.execute("SELECT 1")
+            return bool(cur.fetchall() == [[1]])
+        except (trino.exceptions.Error, trino.exceptions.HttpError, OSError):
+            return False
+
     # python services ------------------------------------------------------------------
 
     def python_env(self) -> dict[str, str]:
@@ -232,6 +462,8 @@ class Stack:
             "HEALTH_PORT": str(self.bridge_health_port),
             "WEB_PORT": str(self.stream_web_port),
             "DATADIR": str(self.data / "stream_jobs"),
+            "TRINO_HOST": "127.0.0.1",
+            "TRINO_PORT": str(self.trino_port),
             "PYTHONUNBUFFERED": "1",
             **self.env,
         }
@@ -242,6 +474,8 @@ class Stack:
         return {
             "mosquitto": self.mosquitto_cmd(),
             "kafka": self.kafka_cmd(),
+            "hive_metastore": self.metastore_cmd(),
+            "trino": self.trino_cmd(),
             "mqtt_bridge": [py, "-m", "mqtt_bridge"],
             "stream_jobs": [py, "-m", "stream_jobs"],
             "iot_data_generator": [py, "-m", "iot_data_generator"],

@@ -10,13 +10,14 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import subprocess
 import sys
 import urllib.error
 import urllib.request
 from pathlib import Path
 
-from local.services import ROOT, Stack, StackError, port_open, wait_for
+from local.services import ROOT, Stack, StackError, port_open, trino_cli, versions, wait_for
 
 DATA = ROOT / "data"
 
@@ -24,6 +25,8 @@ DATA = ROOT / "data"
 PRIORITY = {
     "mosquitto": 10,
     "kafka": 10,
+    "hive_metastore": 10,
+    "trino": 15,
     "mqtt_bridge": 20,
     "stream_jobs": 20,
     "iot_data_generator": 30,
@@ -37,7 +40,7 @@ def stack() -> Stack:
 def supervisor_conf(s: Stack) -> Path:
     s.log_dir.mkdir(parents=True, exist_ok=True)
     s.run_dir.mkdir(parents=True, exist_ok=True)
-    env = ",".join(f'{k}="{v}"' for k, v in s.python_env().items())
+    env = ",".join(f'{k}="{v}"' for k, v in {**s.python_env(), **s.metastore_env()}.items())
     parts = [
         "[unix_http_server]",
         f"file={s.run_dir / 'supervisor.sock'}",
@@ -100,14 +103,17 @@ def health(s: Stack) -> dict[str, bool]:
     return {
         "mosquitto": port_open(s.mqtt_port),
         "kafka": s.kafka_ready(),
+        "hive_metastore": port_open(s.metastore_port),
+        "trino": s.trino_ready(),
         "mqtt_bridge": bool(bridge and bridge.get("healthy")),
-        "stream_jobs": bool(jobs and jobs.get("healthy")),
+        "stream_jobs": bool(jobs and jobs.get("healthy") and jobs.get("sql_catalog") == "ready"),
     }
 
 
 def up() -> None:
     s = stack()
     s.kafka_format()
+    s.metastore_init()
     conf = supervisor_conf(s)
     if running(conf):
         ctl(conf, "update")
@@ -128,6 +134,8 @@ def up() -> None:
         f"(mosquitto_sub -p {s.mqtt_port} -t sensors -v)\n"
         f"Kafka    {s.bootstrap}, topics iot.readings, iot.readings.dlq, iot.sensors\n"
         f"Archive  {s.lake_url}/raw/{{readings,sensors,rejected}} (Parquet, Hive partitions)\n"
+        f"SQL      Trino http://127.0.0.1:{s.trino_port}, catalog hive, schemas raw and curated "
+        f"(make sql); Hive Metastore thrift://127.0.0.1:{s.metastore_port}\n"
         f"Health   http://127.0.0.1:{s.bridge_health_port}/health (bridge), "
         f"http://127.0.0.1:{s.stream_web_port}/health (stream jobs)\n"
         f"Logs     {s.log_dir} (make logs); stop with make down (data is kept)"
@@ -168,9 +176,31 @@ def logs(follow: bool) -> None:
         subprocess.run(cmd, check=False)
 
 
+def sql() -> None:
+    """A Trino CLI on the hive catalog (Java 24+, as the server)."""
+    s = stack()
+    java_home = os.environ.get("TRINO_JAVA_HOME", versions()["TRINO_JAVA_HOME"])
+    os.execv(
+        f"{java_home}/bin/java",
+        [
+            "java",
+            "-jar",
+            str(trino_cli()),
+            "--server",
+            f"http://127.0.0.1:{s.trino_port}",
+            "--catalog",
+            "hive",
+            "--schema",
+            "raw",
+            "--user",
+            os.environ.get("USER", "analyst"),
+        ],
+    )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "logs"])
+    parser.add_argument("command", choices=["up", "down", "status", "logs", "sql"])
     parser.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     args = parser.parse_args()
     try:
@@ -180,6 +210,8 @@ def main() -> int:
             down()
         elif args.command == "status":
             status()
+        elif args.command == "sql":
+            sql()
         else:
             logs(args.follow)
     except StackError as exc:

@@ -89,11 +89,11 @@ class ThreadedJobs(Service):
             t.start()
             self._threads.append(t)
 
-    def _run(self, job: TopicArchiver, loop: asyncio.AbstractEventLoop) -> None:
+    def _run(self, name: str, job: Job, loop: asyncio.AbstractEventLoop) -> None:
         try:
             job.run(self._stop_jobs)
         except Exception as exc:
-            log.exception("job %s failed", job.spec.name)
+            log.exception("job %s failed", name)
             asyncio.run_coroutine_threadsafe(self.crash(exc), loop)
 
     async def on_stop(self) -> None:

@@ -73,17 +73,17 @@ def create_table_sql(spec: TableSpec, catalog: str, schema: str, location: str) 
     )
 
 
-def view_sqls(catalog: str) -> list[str]:
+def view_sqls(catalog: str, raw: str = "raw", curated: str = "curated") -> list[str]:
     """Views for BI; `CREATE OR REPLACE` so a changed definition replaces the old one."""
     return [
-        f"""CREATE OR REPLACE VIEW {catalog}.raw.sensors_current
+        f"""CREATE OR REPLACE VIEW {catalog}.{raw}.sensors_current
 COMMENT 'The current version of every sensor that is in the sensor list'
 AS SELECT sensor_id, lat, lng, unit, type, range_min, range_max, description,
           seen_at AS valid_since
 FROM (SELECT s.*, row_number() OVER (PARTITION BY sensor_id ORDER BY kafka_offset DESC) AS rn
-      FROM {catalog}.raw.sensors s)
+      FROM {catalog}.{raw}.sensors s)
 WHERE rn = 1 AND NOT deleted""",
-        f"""CREATE OR REPLACE VIEW {catalog}.curated.readings_enriched
+        f"""CREATE OR REPLACE VIEW {catalog}.{curated}.readings_enriched
 COMMENT 'Readings with the sensor metadata valid at their time (the first version of a sensor \
 also covers readings before it was seen). Filter on event_date to prune days.'
 AS WITH versions AS (
@@ -91,13 +91,13 @@ AS WITH versions AS (
          CASE WHEN row_number() OVER w = 1 THEN TIMESTAMP '0001-01-01 00:00:00'
               ELSE seen_at END AS valid_from,
          lead(seen_at) OVER w AS valid_to
-  FROM {catalog}.raw.sensors
+  FROM {catalog}.{raw}.sensors
   WINDOW w AS (PARTITION BY sensor_id ORDER BY kafka_offset))
 SELECT r.sensor_id, r.ts, r.value, v.unit, v.type, v.description, v.lat, v.lng,
        v.range_min, v.range_max,
        r.value BETWEEN v.range_min AND v.range_max AS in_range,
        r.received_at, r.event_date
-FROM {catalog}.raw.readings r
+FROM {catalog}.{raw}.readings r
 LEFT JOIN versions v
   ON v.sensor_id = r.sensor_id AND r.ts >= v.valid_from
  AND (v.valid_to IS NULL OR r.ts < v.valid_to) AND NOT v.deleted""",
@@ -121,9 +121,12 @@ class SqlCatalog:
         user: str,
         catalog: str,
         lake: Lake,
+        raw: str = "raw",
+        curated: str = "curated",
         tables: Iterable[TableSpec] = TABLES,
     ) -> None:
         self.host, self.port, self.user, self.catalog = host, port, user, catalog
+        self.raw, self.curated = raw, curated  # schema names (tests use their own)
         self.lake = lake
         self.tables = list(tables)
         self.ready = threading.Event()
@@ -148,37 +151,44 @@ class SqlCatalog:
 
     def ensure_tables(self) -> None:
         """Schemas, tables and views, then a catch-up sync of partitions."""
-        for schema in ("raw", "curated"):
-            location = self.lake.uri(schema)
+        for schema, folder in ((self.raw, "raw"), (self.curated, "curated")):
+            self.lake.ensure_dir(self.lake.path(folder))
             self._execute(
                 f"CREATE SCHEMA IF NOT EXISTS {self.catalog}.{schema} "
-                f"WITH (location = {sql_literal(location)})"
+                f"WITH (location = {sql_literal(self.lake.uri(folder))})"
             )
         for spec in self.tables:
+            self.lake.ensure_dir(self.lake.path("raw", spec.name))
             self._execute(
-                create_table_sql(spec, self.catalog, "raw", self.lake.uri("raw", spec.name))
+                create_table_sql(spec, self.catalog, self.raw, self.lake.uri("raw", spec.name))
             )
-        for sql in view_sqls(self.catalog):
+        for sql in view_sqls(self.catalog, self.raw, self.curated):
             self._execute(sql)
         for spec in self.tables:
             if spec.partition_column:
                 self._execute(
                     f"CALL {self.catalog}.system.sync_partition_metadata("
-                    f"'raw', {sql_literal(spec.name)}, 'ADD')"
+                    f"{sql_literal(self.raw)}, {sql_literal(spec.name)}, 'ADD')"
                 )
-        log.info("SQL tables ready in %s.raw / %s.curated", self.catalog, self.catalog)
+        log.info(
+            "SQL tables ready in %s.%s and %s.%s",
+            self.catalog,
+            self.raw,
+            self.catalog,
+            self.curated,
+        )
 
     def register(self, item: PartitionAdded) -> None:
         column, _, value = item.folder.partition("=")
         try:
             self._execute(
-                f"CALL {self.catalog}.system.register_partition('raw', "
+                f"CALL {self.catalog}.system.register_partition({sql_literal(self.raw)}, "
                 f"{sql_literal(item.table.name)}, ARRAY[{sql_literal(column)}], "
                 f"ARRAY[{sql_literal(value)}])"
             )
-            log.info("registered partition raw.%s %s", item.table.name, item.folder)
+            log.info("registered partition %s.%s %s", self.raw, item.table.name, item.folder)
         except TrinoUserError as exc:
-            if "already exists" not in str(exc):
+            if exc.error_name != "ALREADY_EXISTS":
                 raise
         self._known.add((item.table.name, item.folder))
 

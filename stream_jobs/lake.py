@@ -38,6 +38,11 @@ class Lake:
         path = self.path(*parts)
         return f"file://{path}" if self.local else self.fs.unstrip_protocol(path)
 
+    def ensure_dir(self, path: str) -> None:
+        """A folder that engines may check exists (object stores have none: no-op)."""
+        if self.local:
+            os.makedirs(path, exist_ok=True)
+
     def write_atomic(self, path: str, data: bytes) -> None:
         """Make `path` hold `data`, all or nothing, durable when this returns."""
         try:

@@ -35,6 +35,8 @@ class StreamSettings(BaseSettings):
     trino_port: int = 8080
     trino_user: str = "iot-stream-jobs"
     trino_catalog: str = "hive"
+    raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated views
+    curated_schema: str = "curated"
 
     web_port: int = 6066
     datadir: str = "data/stream_jobs"

@@ -1,0 +1,31 @@
+from stream_jobs.catalog import create_table_sql, sql_literal, view_sqls
+from stream_jobs.tables import READINGS, SENSORS
+
+
+def test_readings_ddl_types_partitioning_and_comments():
+    sql = create_table_sql(READINGS, "hive", "raw", "file:///lake/raw/readings")
+    assert sql.startswith("CREATE TABLE IF NOT EXISTS hive.raw.readings (")
+    assert "ts timestamp(6) COMMENT 'Event time: the payload''s dt, UTC, microseconds'" in sql
+    assert "value double COMMENT" in sql and "kafka_offset bigint" in sql
+    assert "kafka_partition integer" in sql
+    # the partition column comes last, as Hive wants
+    assert sql.index("event_date date") > sql.index("kafka_offset bigint")
+    assert "partitioned_by = ARRAY['event_date']" in sql
+    assert "external_location = 'file:///lake/raw/readings'" in sql
+
+
+def test_unpartitioned_table_has_no_partitioning():
+    sql = create_table_sql(SENSORS, "hive", "raw", "s3://bucket/raw/sensors")
+    assert "partitioned_by" not in sql and "deleted boolean" in sql
+
+
+def test_literals_are_escaped():
+    assert sql_literal("it's") == "'it''s'"
+
+
+def test_views_are_replaceable_and_cover_bi_needs():
+    current, enriched = view_sqls("hive")
+    assert current.startswith("CREATE OR REPLACE VIEW hive.raw.sensors_current")
+    assert "NOT deleted" in current
+    assert enriched.startswith("CREATE OR REPLACE VIEW hive.curated.readings_enriched")
+    assert "in_range" in enriched and "event_date" in enriched
