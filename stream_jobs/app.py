@@ -40,7 +40,15 @@ app = faust.App(
 def build_jobs(s: StreamSettings) -> tuple[list[TopicArchiver], SqlCatalog | None]:
     lake = Lake(s.lake_url, s.storage_options())
     catalog = (
-        SqlCatalog(s.trino_host, s.trino_port, s.trino_user, s.trino_catalog, lake)
+        SqlCatalog(
+            s.trino_host,
+            s.trino_port,
+            s.trino_user,
+            s.trino_catalog,
+            lake,
+            raw=s.raw_schema,
+            curated=s.curated_schema,
+        )
         if s.trino_host
         else None
     )

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import orjson
 import pyarrow as pa
@@ -77,13 +78,75 @@ def start_brokers(data: Path) -> tuple[Stack, Proc, Proc]:
 
 
 @dataclass
+class SqlServices:
+    """A Hive Metastore and a Trino on free ports (shared by tests; schemas isolate)."""
+
+    stack: Stack
+    metastore: Proc
+    trino: Proc
+
+    def query(self, sql: str) -> list[list[Any]]:
+        import trino
+
+        conn = trino.dbapi.connect(
+            host="127.0.0.1",
+            port=self.stack.trino_port,
+            user="test",
+            catalog="hive",
+            request_timeout=120,
+        )
+        try:
+            cur = conn.cursor()
+            cur.execute(sql)
+            return cur.fetchall()  # type: ignore[no-any-return]
+        finally:
+            conn.close()
+
+    def restart(self) -> None:
+        for p in (self.trino, self.metastore):
+            p.stop()
+        self.metastore.start()
+        self.trino.start()
+        wait_for(lambda: port_open(self.stack.metastore_port), 60, "metastore")
+        wait_for(self.stack.trino_ready, 120, "trino")
+
+    def stop(self) -> None:
+        for p in (self.trino, self.metastore):
+            p.stop()
+
+
+def start_sql(
+    data: Path, s3_endpoint: str = "", s3_key: str = "", s3_secret: str = ""
+) -> SqlServices:
+    stack = Stack(
+        data,
+        metastore_port=free_port(),
+        trino_port=free_port(),
+        s3_endpoint=s3_endpoint,
+        s3_key=s3_key,
+        s3_secret=s3_secret,
+    )
+    stack.log_dir.mkdir(parents=True, exist_ok=True)
+    stack.metastore_init()
+    metastore = Proc(
+        "metastore", stack.metastore_cmd(), stack.metastore_env(), stack.log_dir / "metastore.log"
+    ).start()
+    trino = Proc("trino", stack.trino_cmd(), {}, stack.log_dir / "trino.log").start()
+    wait_for(lambda: port_open(stack.metastore_port), 60, "metastore")
+    wait_for(stack.trino_ready, 180, "trino")
+    return SqlServices(stack, metastore, trino)
+
+
+@dataclass
 class Pipeline:
-    """Bridge + stream jobs for one test, isolated by topic names, ids and lake."""
+    """Bridge + stream jobs for one test, isolated by topic names, ids and lake
+    (and SQL schemas raw_<uid> / curated_<uid> when given SQL services)."""
 
     stack: Stack
     work: Path
     uid: str = field(default_factory=lambda: uuid.uuid4().hex[:8])
     env_extra: dict[str, str] = field(default_factory=dict)
+    sql_services: SqlServices | None = None
 
     def __post_init__(self) -> None:
         self.lake = self.work / "lake"
@@ -104,8 +167,17 @@ class Pipeline:
             "ROTATE_SECONDS": "1",
             "TRINO_HOST": "",  # no SQL catalog unless a test starts Trino
             "LOGGING_LEVEL": "INFO",
-            **self.env_extra,
         }
+        if self.sql_services is not None:
+            self.env.update(
+                {
+                    "TRINO_HOST": "127.0.0.1",
+                    "TRINO_PORT": str(self.sql_services.stack.trino_port),
+                    "RAW_SCHEMA": f"raw_{self.uid}",
+                    "CURATED_SCHEMA": f"curated_{self.uid}",
+                }
+            )
+        self.env.update(self.env_extra)
         py = sys.executable
         self.bridge = Proc("bridge", [py, "-m", "mqtt_bridge"], self.env, self.work / "bridge.log")
         self.jobs = Proc(
@@ -130,6 +202,25 @@ class Pipeline:
     def stop(self) -> None:
         for p in (self.bridge, self.jobs):
             p.stop()
+
+    def sql(self, query: str) -> list[list[Any]]:
+        """Run a query written for hive.raw / hive.curated against this test's schemas."""
+        assert self.sql_services is not None
+        query = query.replace("hive.raw.", f"hive.raw_{self.uid}.").replace(
+            "hive.curated.", f"hive.curated_{self.uid}."
+        )
+        return self.sql_services.query(query)
+
+    def wait_sql_ready(self, timeout: float = 90) -> None:
+        import json
+        import urllib.request
+
+        def ready() -> bool:
+            url = f"http://127.0.0.1:{self.env['WEB_PORT']}/health"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                return bool(json.loads(r.read()).get("sql_catalog") == "ready")
+
+        wait_for(ready, timeout, "SQL tables")
 
     def sensors_file(self, n: int) -> Path:
         path = self.work / f"fleet-{n}.json"

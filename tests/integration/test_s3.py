@@ -1,53 +1,31 @@
 """The archive on S3 is the same code path as on a directory: run the pipeline
 against an S3 endpoint (moto's server, an S3 API on a local port)."""
 
-import subprocess
-import sys
 from collections import Counter
 
-import boto3
 import pyarrow.dataset as ds
 import pytest
 import s3fs
 
-from local.services import free_port, port_open, wait_for
+from local.services import wait_for
+from tests.integration.conftest import S3_KEY, S3_SECRET
 from tests.integration.harness import Pipeline, published, wait_exit
 
 pytestmark = pytest.mark.integration
 
-CREDENTIALS = {"AWS_ACCESS_KEY_ID": "test-key", "AWS_SECRET_ACCESS_KEY": "test-secret"}
+CREDENTIALS = {"AWS_ACCESS_KEY_ID": S3_KEY, "AWS_SECRET_ACCESS_KEY": S3_SECRET}
 
 
-@pytest.fixture
-def s3_endpoint(tmp_path):
-    port = free_port()
-    log = open(tmp_path / "moto.log", "wb")  # noqa: SIM115
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-p", str(port)], stdout=log, stderr=subprocess.STDOUT
-    )
-    wait_for(lambda: port_open(port), 30, "S3 endpoint")
-    url = f"http://127.0.0.1:{port}"
-    boto3.client(
-        "s3",
-        endpoint_url=url,
-        region_name="us-east-1",
-        aws_access_key_id="test-key",
-        aws_secret_access_key="test-secret",
-    ).create_bucket(Bucket="lake")
-    yield url
-    proc.terminate()
-    proc.wait()
-    log.close()
-
-
-def test_readings_are_archived_exactly_once_on_s3(brokers, tmp_path, s3_endpoint):
+def test_readings_are_archived_exactly_once_on_s3_and_queryable(
+    brokers, sql, tmp_path, s3_endpoint
+):
     env = {"LAKE_URL": "s3://lake/iot", "S3_ENDPOINT_URL": s3_endpoint, **CREDENTIALS}
-    pipe = Pipeline(brokers, tmp_path, env_extra=env).start()
+    pipe = Pipeline(brokers, tmp_path, env_extra=env, sql_services=sql).start()
     try:
         gen = pipe.generator(seconds=3, interval_ms=50)
         assert wait_exit(gen, 60) == 0
         sent = published(gen)
-        fs = s3fs.S3FileSystem(key="test-key", secret="test-secret", endpoint_url=s3_endpoint)
+        fs = s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=s3_endpoint)
 
         def archived():
             if not fs.exists("lake/iot/raw/readings"):
@@ -69,5 +47,15 @@ def test_readings_are_archived_exactly_once_on_s3(brokers, tmp_path, s3_endpoint
         sent += published(gen)
         wait_for(lambda: len(archived()) >= len(sent), 60, "readings on S3")
         assert Counter(archived()) == Counter(sent)
+
+        # Trino reads the same files through its native S3 client
+        pipe.wait_sql_ready()
+        rows = pipe.sql("SELECT payload FROM hive.raw.readings")
+        assert Counter(r[0].encode() for r in rows) == Counter(sent)
+        (location,) = pipe.sql(
+            "SELECT DISTINCT regexp_extract(\"$path\", '^s3://lake/iot/raw/') "
+            "FROM hive.raw.readings"
+        )
+        assert location == ["s3://lake/iot/raw/"]
     finally:
         pipe.stop()

@@ -1,0 +1,102 @@
+"""Step 2 as a BI analyst sees it: everything published is queryable in Trino."""
+
+import re
+from datetime import datetime, timedelta
+
+import pytest
+
+from iot_data_generator.readings import reading_payload
+from local.services import ROOT, wait_for
+from mqtt_bridge.contract import parse_reading
+from tests.integration.harness import mqtt_publish, published, wait_exit
+
+pytestmark = pytest.mark.integration
+
+
+def wait_rows(pipe, n, table="hive.raw.readings", timeout=60):
+    wait_for(
+        lambda: pipe.sql(f"SELECT count(*) FROM {table}")[0][0] >= n,
+        timeout,
+        f"{n} rows in {table}",
+    )
+
+
+def test_published_readings_are_queryable_with_types_and_values(sql_pipeline):
+    pipe = sql_pipeline
+    gen = pipe.generator(seconds=3, interval_ms=50)
+    assert wait_exit(gen, 60) == 0
+    sent = [parse_reading(p) for p in published(gen)]
+    wait_rows(pipe, len(sent))
+    rows = pipe.sql("SELECT sensor_id, ts, value FROM hive.raw.readings")
+    got = sorted((sid, ts, value) for sid, ts, value in rows)
+    epoch = datetime(1970, 1, 1)
+    want = sorted((r.sensor_id, epoch + timedelta(microseconds=r.ts_us), r.value) for r in sent)
+    assert got == want  # exactly once, microseconds kept
+    assert any(ts.microsecond % 1000 for _, ts, _ in got)  # more than milliseconds
+
+    columns = dict(
+        pipe.sql(
+            "SELECT column_name, data_type FROM hive.information_schema.columns "
+            f"WHERE table_schema = 'raw_{pipe.uid}' AND table_name = 'readings'"
+        )
+    )
+    assert columns["ts"] == "timestamp(6)" and columns["received_at"] == "timestamp(6)"
+    assert columns["value"] == "double" and columns["event_date"] == "date"
+    comments = {r[0]: r[3] for r in pipe.sql(f"SHOW COLUMNS FROM hive.raw_{pipe.uid}.readings")}
+    assert "UTC" in comments["ts"]
+
+    current = pipe.sql(
+        "SELECT sensor_id, unit, description FROM hive.raw.sensors_current ORDER BY sensor_id"
+    )
+    assert [c[0] for c in current] == [f"Sensor {i}" for i in range(1, 6)]
+    assert current[0][1:] == ["C", "Main Entrance"]
+    enriched = pipe.sql(
+        "SELECT count(*), count_if(unit = 'C'), count_if(in_range) "
+        "FROM hive.curated.readings_enriched"
+    )
+    assert enriched == [[len(sent), len(sent), len(sent)]]
+
+
+def named_queries():
+    text = (ROOT / "docs" / "queries.sql").read_text()
+    return dict(re.findall(r"-- name: (\w+)\n(.*?);", text, flags=re.S))
+
+
+def test_every_example_query_runs_and_answers(sql_pipeline):
+    pipe = sql_pipeline
+    now = datetime.utcnow()
+    payloads = [
+        reading_payload(f"Sensor {i}", now - timedelta(seconds=10 - j), 10 * i + j)
+        for j in range(3)
+        for i in (1, 2)
+    ]
+    payloads.append(reading_payload("Sensor 1", now, 99))  # out of range 0..45
+    mqtt_publish(pipe.stack.mqtt_port, pipe.mqtt_topic, [*payloads, b"not json"])
+    wait_rows(pipe, len(payloads))
+    wait_rows(pipe, 1, "hive.raw.rejected")
+
+    queries = named_queries()
+    assert set(queries) >= {"latest_value_per_sensor", "sensor_history", "daily_stats"}
+    results = {name: pipe.sql(sql) for name, sql in queries.items()}
+    latest = {r[0]: r[2] for r in results["latest_value_per_sensor"]}
+    assert latest == {"Sensor 1": 99.0, "Sensor 2": 22.0}
+    assert [r[1] for r in results["sensor_history"]] == [10.0, 11.0, 12.0, 99.0]
+    daily = {r[0]: r[2:] for r in results["daily_stats"]}
+    assert daily["Sensor 2"] == [20.0, 21.0, 22.0, 3]
+    assert [r[2] for r in results["readings_out_of_range"]] == [99.0]
+    assert [r[1:] for r in results["rejected_by_reason"]] == [["not_json", 1]]
+
+
+def test_metastore_keeps_the_tables_across_a_restart(sql_pipeline, sql):
+    pipe = sql_pipeline
+    mqtt_publish(
+        pipe.stack.mqtt_port,
+        pipe.mqtt_topic,
+        [reading_payload("Sensor 3", datetime(2026, 1, 2, 3, 4, 5, 6), 7)],
+    )
+    wait_rows(pipe, 1)
+    sql.restart()
+    assert pipe.sql("SELECT sensor_id, ts, value, event_date FROM hive.raw.readings") == [
+        ["Sensor 3", datetime(2026, 1, 2, 3, 4, 5, 6), 7.0, datetime(2026, 1, 2).date()]
+    ]
+    assert len(pipe.sql("SELECT * FROM hive.raw.sensors_current")) == 5
