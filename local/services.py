@@ -438,7 +438,7 @@ class Stack:
         ]
 
     def trino_ready(self) -> bool:
-        """Trino answers a query (its HTTP server is up a while before it has a worker)."""
+        """Trino has an active node (its HTTP server is up well before that)."""
         import trino
 
         try:
@@ -446,8 +446,9 @@ class Stack:
                 host="127.0.0.1", port=self.trino_port, user="probe", request_timeout=5
             )
             cur = conn.cursor()
-            cur.execute("SELECT 1")
-            return bool(cur.fetchall() == [[1]])
+            # Queries fail with NO_NODES_AVAILABLE until the node has announced itself.
+            cur.execute("SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
+            return bool(cur.fetchall()[0][0] >= 1)
         except (trino.exceptions.Error, trino.exceptions.HttpError, OSError):
             return False
 

@@ -88,19 +88,26 @@ class SqlServices:
     def query(self, sql: str) -> list[list[Any]]:
         import trino
 
-        conn = trino.dbapi.connect(
-            host="127.0.0.1",
-            port=self.stack.trino_port,
-            user="test",
-            catalog="hive",
-            request_timeout=120,
-        )
-        try:
-            cur = conn.cursor()
-            cur.execute(sql)
-            return cur.fetchall()  # type: ignore[no-any-return]
-        finally:
-            conn.close()
+        # A restarted Trino answers a few seconds before it schedules table scans.
+        deadline = time.monotonic() + 30
+        while True:
+            conn = trino.dbapi.connect(
+                host="127.0.0.1",
+                port=self.stack.trino_port,
+                user="test",
+                catalog="hive",
+                request_timeout=120,
+            )
+            try:
+                cur = conn.cursor()
+                cur.execute(sql)
+                return cur.fetchall()  # type: ignore[no-any-return]
+            except trino.exceptions.TrinoQueryError as exc:
+                if exc.error_name != "NO_NODES_AVAILABLE" or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+            finally:
+                conn.close()
 
     def restart(self) -> None:
         for p in (self.trino, self.metastore):
