@@ -15,6 +15,7 @@ import os
 import platform
 import random
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -34,7 +35,7 @@ from stream_jobs.archive import TopicArchiver
 from stream_jobs.lake import Lake
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS
-from tests.integration.harness import Pipeline, start_brokers
+from tests.integration.harness import Pipeline, SqlServices, start_brokers, start_sql
 
 SENSORS = 100
 DEFAULTS = StreamSettings(_env_file=None)  # type: ignore[call-arg]
@@ -233,19 +234,124 @@ def bench_end_to_end(stack: Stack, work: Path, n: int) -> dict[str, Any]:
     return result
 
 
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
+
+
+def bench_freshness(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str, Any]:
+    """Publish single readings and time until each is visible in Trino (default settings)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    pipe = Pipeline(
+        stack,
+        work / "fresh",
+        sql_services=sql,
+        env_extra={"ROTATE_SECONDS": str(DEFAULTS.rotate_seconds)},
+    )
+    pipe.work.mkdir(parents=True)
+    pipe.start()
+    pipe.wait_sql_ready()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", stack.mqtt_port)
+    client.loop_start()
+    published: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    today = datetime.utcnow().date()
+    query = (
+        "SELECT CAST(value AS bigint) FROM hive.raw.readings "
+        f"WHERE sensor_id = 'fresh' AND event_date = DATE '{today}'"
+    )
+    next_publish = time.monotonic()
+    while len(seen) < n:
+        now = time.monotonic()
+        if len(published) < n and now >= next_publish:
+            i = len(published)
+            payload = reading_payload("fresh", datetime.utcnow(), i)
+            client.publish(pipe.mqtt_topic, payload, qos=1).wait_for_publish()
+            published[i] = time.monotonic()
+            next_publish = now + 0.7
+        for (value,) in pipe.sql(query):
+            seen.setdefault(value, time.monotonic())
+        if now - next_publish > 120:
+            raise TimeoutError("readings did not become visible")
+    client.loop_stop()
+    pipe.stop()
+    lags = [seen[i] - published[i] for i in range(n)]
+    return {
+        "readings": n,
+        "p50_s": percentile(lags, 0.5),
+        "p95_s": percentile(lags, 0.95),
+        "max_s": max(lags),
+        "rotate_seconds": DEFAULTS.rotate_seconds,
+    }
+
+
+def bench_queries(stack: Stack, sql: SqlServices, work: Path, days: int) -> dict[str, Any]:
+    """Backfill 100 sensors x `days` days at one reading per 10 s, then time BI queries."""
+    pipe = Pipeline(stack, work / "history", sql_services=sql)
+    pipe.work.mkdir(parents=True)
+    env = {**os.environ, **pipe.env}
+    t0 = time.perf_counter()
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "stream_jobs.backfill",
+            "--sensors",
+            "100",
+            "--days",
+            str(days),
+            "--interval",
+            "10",
+        ],
+        env=env,
+        check=True,
+    )
+    backfill_s = time.perf_counter() - t0
+    rows = pipe.sql("SELECT count(*) FROM hive.raw.readings")[0][0]
+    last = pipe.sql("SELECT max(event_date) FROM hive.raw.readings")[0][0]
+    queries = {
+        "one_sensor_one_day": "SELECT ts, value FROM hive.raw.readings "
+        f"WHERE sensor_id = 'Sensor 42' AND event_date = DATE '{last}'",
+        "daily_means_all_sensors_month": "SELECT sensor_id, event_date, avg(value) "
+        "FROM hive.raw.readings "
+        f"WHERE event_date > DATE '{last}' - INTERVAL '{days}' DAY GROUP BY 1, 2",
+    }
+    result: dict[str, Any] = {
+        "readings": rows,
+        "backfill_s": backfill_s,
+        "backfill_per_s": rows / backfill_s,
+        "lake_mb": lake_bytes(pipe.lake) / 1e6,
+    }
+    for name, query in queries.items():
+        timings = []
+        for _ in range(5):
+            t = time.perf_counter()
+            out = pipe.sql(query)
+            timings.append(time.perf_counter() - t)
+        assert out, name
+        result[f"{name}_median_s"] = percentile(timings, 0.5)
+        result[f"{name}_rows"] = len(out)
+    return result
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--archiver", type=int, default=2_000_000, help="readings")
     parser.add_argument("--bridge", type=int, default=200_000, help="readings")
     parser.add_argument("--e2e", type=int, default=200_000, help="readings")
+    parser.add_argument("--freshness", type=int, default=40, help="readings")
+    parser.add_argument("--days", type=int, default=30, help="days of backfilled history")
     parser.add_argument(
         "--only",
-        choices=["archiver", "bridge", "e2e"],
+        choices=["archiver", "bridge", "e2e", "freshness", "queries"],
         action="append",
         help="run only these stages (repeatable)",
     )
     args = parser.parse_args()
-    stages = args.only or ["archiver", "bridge", "e2e"]
+    stages = args.only or ["archiver", "bridge", "e2e", "freshness", "queries"]
     print(f"machine: {machine()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp:
@@ -262,6 +368,19 @@ def main() -> None:
                 )
             if "e2e" in stages:
                 results["end to end (MQTT -> Parquet)"] = bench_end_to_end(stack, work, args.e2e)
+            if {"freshness", "queries"} & set(stages):
+                sql = start_sql(work / "sql")
+                try:
+                    if "freshness" in stages:
+                        results["freshness (MQTT -> Trino)"] = bench_freshness(
+                            stack, sql, work, args.freshness
+                        )
+                    if "queries" in stages:
+                        results["queries (Trino, backfilled history)"] = bench_queries(
+                            stack, sql, work, args.days
+                        )
+                finally:
+                    sql.stop()
         finally:
             kafka.stop()
             mosquitto.stop()
