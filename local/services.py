@@ -466,6 +466,12 @@ class Stack:
             "TRINO_HOST": "127.0.0.1",
             "TRINO_PORT": str(self.trino_port),
             "PYTHONUNBUFFERED": "1",
+            **({"S3_ENDPOINT_URL": self.s3_endpoint} if self.s3_endpoint else {}),
+            **(
+                {"AWS_ACCESS_KEY_ID": self.s3_key, "AWS_SECRET_ACCESS_KEY": self.s3_secret}
+                if self.s3_key
+                else {}
+            ),
             **self.env,
         }
 

@@ -34,7 +34,15 @@ PRIORITY = {
 
 
 def stack() -> Stack:
-    return Stack(DATA)
+    """The local stack; LAKE_URL=s3://... with S3_ENDPOINT_URL and AWS keys puts the lake on S3."""
+    env = os.environ
+    return Stack(
+        DATA,
+        lake_url=env.get("LAKE_URL", ""),
+        s3_endpoint=env.get("S3_ENDPOINT_URL", ""),
+        s3_key=env.get("AWS_ACCESS_KEY_ID", ""),
+        s3_secret=env.get("AWS_SECRET_ACCESS_KEY", ""),
+    )
 
 
 def supervisor_conf(s: Stack) -> Path:
