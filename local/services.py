@@ -465,6 +465,8 @@ class Stack:
             "DATADIR": str(self.data / "stream_jobs"),
             "TRINO_HOST": "127.0.0.1",
             "TRINO_PORT": str(self.trino_port),
+            "METASTORE_HOST": "127.0.0.1",
+            "METASTORE_PORT": str(self.metastore_port),
             "PYTHONUNBUFFERED": "1",
             **({"S3_ENDPOINT_URL": self.s3_endpoint} if self.s3_endpoint else {}),
             **(

@@ -12,13 +12,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import faust
 from mode import Service
 
-from stream_jobs.archive import TopicArchiver
+from stream_jobs.archive import Placement, TopicArchiver
 from stream_jobs.catalog import SqlCatalog
+from stream_jobs.compaction import CompactedPlacement, Compactor, Metastore
 from stream_jobs.lake import Lake
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, REJECTED, SENSORS
@@ -37,10 +39,18 @@ app = faust.App(
 )
 
 
-def build_jobs(s: StreamSettings) -> tuple[list[TopicArchiver], SqlCatalog | None]:
+@dataclass
+class Jobs:
+    archivers: list[TopicArchiver]
+    catalog: SqlCatalog | None
+    compactor: Compactor | None
+
+
+def build_jobs(s: StreamSettings) -> Jobs:
     lake = Lake(s.lake_url, s.storage_options())
-    catalog = (
-        SqlCatalog(
+    catalog = None
+    if s.trino_host:
+        catalog = SqlCatalog(
             s.trino_host,
             s.trino_port,
             s.trino_user,
@@ -49,9 +59,11 @@ def build_jobs(s: StreamSettings) -> tuple[list[TopicArchiver], SqlCatalog | Non
             raw=s.raw_schema,
             curated=s.curated_schema,
         )
-        if s.trino_host
-        else None
-    )
+    placement: Placement = Placement()
+    if catalog is not None and s.metastore_host:
+        placement = CompactedPlacement(
+            Metastore(s.metastore_host, s.metastore_port), s.raw_schema, lake, s.compact_after_days
+        )
     jobs = [
         (READINGS, s.kafka_topic_readings),
         (SENSORS, s.kafka_topic_sensors),
@@ -70,10 +82,28 @@ def build_jobs(s: StreamSettings) -> tuple[list[TopicArchiver], SqlCatalog | Non
             rotate_seconds=s.rotate_seconds,
             zstd_level=s.zstd_level,
             on_partition=catalog.partition_added if catalog else None,
+            placement=placement,
         )
         for spec, topic in jobs
     ]
-    return archivers, catalog
+    compactor = None
+    if catalog is not None and isinstance(placement, CompactedPlacement):
+        sql_ready = catalog.ready
+
+        def ready() -> bool:
+            return sql_ready.is_set() and all(a.recovered.is_set() for a in archivers)
+
+        compactor = Compactor(
+            lake,
+            placement,
+            [spec for spec, _ in jobs if spec.partition_column],
+            interval_s=s.compact_interval_seconds,
+            grace_s=s.compact_grace_seconds,
+            min_files=s.compact_min_files,
+            zstd_level=s.zstd_level,
+            wait_for=ready,
+        )
+    return Jobs(archivers, catalog, compactor)
 
 
 class Job(Protocol):
@@ -111,20 +141,30 @@ class ThreadedJobs(Service):
             await loop.run_in_executor(None, t.join, 60)
 
 
-ARCHIVERS, CATALOG = build_jobs(settings)
+JOBS = build_jobs(settings)
 
 
 @app.service
 class ArchiveJobs(ThreadedJobs):
     def __init__(self, **kwargs: Any) -> None:
-        jobs: list[tuple[str, Job]] = [(a.spec.name, a) for a in ARCHIVERS]
-        if CATALOG is not None:
-            jobs.append(("sql-catalog", CATALOG))
+        jobs: list[tuple[str, Job]] = [(a.spec.name, a) for a in JOBS.archivers]
+        if JOBS.catalog is not None:
+            jobs.append(("sql-catalog", JOBS.catalog))
+        if JOBS.compactor is not None:
+            jobs.append(("compaction", JOBS.compactor))
         super().__init__(jobs, **kwargs)
 
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
-    jobs = {a.spec.name: a.stats.__dict__ for a in ARCHIVERS}
-    sql = "off" if CATALOG is None else ("ready" if CATALOG.ready.is_set() else "waiting")
-    return web.json({"healthy": True, "archive": jobs, "sql_catalog": sql})
+    catalog, compactor = JOBS.catalog, JOBS.compactor
+    return web.json(
+        {
+            "healthy": True,
+            "archive": {a.spec.name: a.stats.__dict__ for a in JOBS.archivers},
+            "sql_catalog": "off"
+            if catalog is None
+            else ("ready" if catalog.ready.is_set() else "waiting"),
+            "compactions": None if compactor is None else compactor.compactions,
+        }
+    )

@@ -91,6 +91,18 @@ def parquet_bytes(table: pa.Table, sort_by: tuple[str, ...], zstd_level: int) ->
 # -- the loop -----------------------------------------------------------------
 
 
+class Placement:
+    """Where the archive writes a partition's files. Without compaction: always the
+    partition's folder (compaction.CompactedPlacement knows better). The lock
+    serialises a flush and a compaction."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+
+    def relative_dir(self, table: str, folder: str) -> str:
+        return "/".join(p for p in ("raw", table, folder) if p)
+
+
 @dataclass
 class ArchiveStats:
     rows: int = 0
@@ -114,6 +126,7 @@ class TopicArchiver:
         zstd_level: int,
         clock: Callable[[], float] = time.monotonic,
         on_partition: Callable[[TableSpec, str], None] | None = None,
+        placement: Placement | None = None,
     ) -> None:
         self.spec = spec
         self.topic = topic
@@ -123,6 +136,8 @@ class TopicArchiver:
         self.zstd_level = zstd_level
         self.clock = clock
         self.on_partition = on_partition  # told of each Hive folder a flush wrote to
+        self.placement = placement or Placement()
+        self.recovered = threading.Event()  # set once its partitions are assigned and recovered
         self.stats = ArchiveStats()
         self._consumer_config = {
             **consumer_config,
@@ -169,9 +184,6 @@ class TopicArchiver:
         first, last = records[0].offset, records[-1].offset
         name = data_file_name(self.topic, partition, first, last)
         parts = split_by_partition(self.spec.build(records), self.spec.partition_column)
-        rel_paths = [
-            "/".join(p for p in ("raw", self.spec.name, folder, name) if p) for folder, _ in parts
-        ]
         ckpt = {
             "topic": self.topic,
             "partition": partition,
@@ -179,14 +191,20 @@ class TopicArchiver:
             "pending": None,
         }
         path = self._checkpoint_path(partition)
-        self.lake.write_json(
-            path, {**ckpt, "pending": {"next_offset": last + 1, "files": rel_paths}}
-        )
-        for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
-            self.lake.write_atomic(
-                self.lake.path(rel), parquet_bytes(table, self.spec.sort_by, self.zstd_level)
+        # The lock keeps a compaction of a day out while this writes into that day.
+        with self.placement.lock:
+            rel_paths = [
+                f"{self.placement.relative_dir(self.spec.name, folder)}/{name}"
+                for folder, _ in parts
+            ]
+            self.lake.write_json(
+                path, {**ckpt, "pending": {"next_offset": last + 1, "files": rel_paths}}
             )
-        self.lake.write_json(path, {**ckpt, "next_offset": last + 1})
+            for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
+                self.lake.write_atomic(
+                    self.lake.path(rel), parquet_bytes(table, self.spec.sort_by, self.zstd_level)
+                )
+            self.lake.write_json(path, {**ckpt, "next_offset": last + 1})
         self._next[partition] = last + 1
         if self.on_partition is not None:
             for folder, _table in parts:
@@ -210,6 +228,7 @@ class TopicArchiver:
             if next_offset is not None:
                 self._next[tp.partition] = next_offset
         consumer.assign(partitions)
+        self.recovered.set()
         self.stats.assigned = sorted({*self.stats.assigned, *(tp.partition for tp in partitions)})
         log.info(
             "%s: archiving %s partitions %s",

@@ -35,8 +35,19 @@ class Lake:
 
     def uri(self, *parts: str) -> str:
         """A full URL of a path in the lake, as other engines (Trino, Hive) name it."""
-        path = self.path(*parts)
-        return f"file://{path}" if self.local else self.fs.unstrip_protocol(path)
+        return self.uri_of(self.path(*parts))
+
+    def uri_of(self, path: str) -> str:
+        return f"file://{path}" if self.local else str(self.fs.unstrip_protocol(path))
+
+    def relative(self, path_or_uri: str) -> str:
+        """A path or URL inside the lake (file:/..., s3://...) relative to its root."""
+        path = str(self.fs._strip_protocol(path_or_uri)).rstrip("/")
+        if path.startswith("file:"):  # file:/x (one slash), as the metastore writes it
+            path = path[len("file:") :]
+        if not path.startswith(self.root + "/"):
+            raise LakeError(f"{path_or_uri} is not inside the lake {self.url}")
+        return path[len(self.root) + 1 :]
 
     def ensure_dir(self, path: str) -> None:
         """A folder that engines may check exists (object stores have none: no-op)."""

@@ -38,6 +38,16 @@ class StreamSettings(BaseSettings):
     raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated views
     curated_schema: str = "curated"
 
+    # The Hive Metastore, for compaction's atomic partition switch ("" = no compaction).
+    metastore_host: str = "localhost"
+    metastore_port: int = 9083
+    # A day is closed (compactable) once it is this many days old: 1 = yesterday and before.
+    compact_after_days: int = Field(default=1, ge=0)
+    compact_interval_seconds: float = Field(default=600, gt=0)
+    # Old small files stay this long after the switch, for queries that planned with them.
+    compact_grace_seconds: float = Field(default=600, ge=0)
+    compact_min_files: int = Field(default=2, ge=2)
+
     web_port: int = 6066
     datadir: str = "data/stream_jobs"
     logging_level: str = "INFO"

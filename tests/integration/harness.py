@@ -173,6 +173,7 @@ class Pipeline:
             "WEB_PORT": str(free_port()),
             "ROTATE_SECONDS": "1",
             "TRINO_HOST": "",  # no SQL catalog unless a test starts Trino
+            "METASTORE_HOST": "",
             "LOGGING_LEVEL": "INFO",
         }
         if self.sql_services is not None:
@@ -180,6 +181,8 @@ class Pipeline:
                 {
                     "TRINO_HOST": "127.0.0.1",
                     "TRINO_PORT": str(self.sql_services.stack.trino_port),
+                    "METASTORE_HOST": "127.0.0.1",
+                    "METASTORE_PORT": str(self.sql_services.stack.metastore_port),
                     "RAW_SCHEMA": f"raw_{self.uid}",
                     "CURATED_SCHEMA": f"curated_{self.uid}",
                 }
@@ -217,6 +220,14 @@ class Pipeline:
             "hive.curated.", f"hive.curated_{self.uid}."
         )
         return self.sql_services.query(query)
+
+    def health(self) -> dict[str, Any]:
+        import json
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.env['WEB_PORT']}/health"
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
 
     def wait_sql_ready(self, timeout: float = 90) -> None:
         import json
