@@ -24,12 +24,17 @@ def test_brokers_use_the_same_config_files_as_the_local_stack(compose):
     mounts = [v.split(":")[0] for s in compose["services"].values() for v in s.get("volumes", [])]
     assert "./mosquitto/mosquitto.conf" in mounts
     assert "./kafka/server.properties" in mounts
+    assert "./hive-metastore/conf/metastore-site.xml" in mounts
+    assert "./trino/etc/catalog" in mounts and "./trino/etc/config.properties" in mounts
 
 
 def test_images_are_pinned_and_kafka_matches_versions_env(compose):
     images = {n: s["image"] for n, s in compose["services"].items() if "build" not in s}
     assert all(":" in i and not i.endswith(":latest") for i in images.values()), images
-    assert images["kafka"] == f"apache/kafka:{versions()['KAFKA_VERSION']}"
+    v = versions()
+    assert images["kafka"] == f"apache/kafka:{v['KAFKA_VERSION']}"
+    assert images["trino"] == f"trinodb/trino:{v['TRINO_VERSION']}"
+    assert images["hive-metastore"] == f"apache/hive:{v['HIVE_VERSION']}"
 
 
 @pytest.mark.skipif(shutil.which("docker-compose") is None, reason="make system-deps installs it")
