@@ -31,6 +31,7 @@ from datetime import UTC, date, datetime, timedelta
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pymetastore.hive_metastore import ThriftHiveMetastore
+from pymetastore.hive_metastore.ttypes import NoSuchObjectException
 from thrift.protocol.TBinaryProtocol import TBinaryProtocol
 from thrift.Thrift import TException
 from thrift.transport import TSocket, TTransport
@@ -123,6 +124,8 @@ class CompactedPlacement(Placement):
             try:
                 uri = self.metastore.location(self.schema, table, folder)
                 self._known[(table, folder)] = self.lake.relative(uri)
+            except NoSuchObjectException:
+                return default  # a day seen for the first time: not registered yet
             except METASTORE_DOWN as exc:
                 # Safe (the data is kept) but invisible until the next compaction of the day.
                 log.warning(
