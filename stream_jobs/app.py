@@ -19,7 +19,7 @@ import faust
 from mode import Service
 
 from stream_jobs.archive import Placement, TopicArchiver
-from stream_jobs.catalog import SqlCatalog
+from stream_jobs.catalog import SqlCatalog, sql_catalog
 from stream_jobs.compaction import CompactedPlacement, Compactor, Metastore
 from stream_jobs.lake import Lake
 from stream_jobs.settings import StreamSettings
@@ -48,17 +48,7 @@ class Jobs:
 
 def build_jobs(s: StreamSettings) -> Jobs:
     lake = Lake(s.lake_url, s.storage_options())
-    catalog = None
-    if s.trino_host:
-        catalog = SqlCatalog(
-            s.trino_host,
-            s.trino_port,
-            s.trino_user,
-            s.trino_catalog,
-            lake,
-            raw=s.raw_schema,
-            curated=s.curated_schema,
-        )
+    catalog = sql_catalog(s, lake)
     placement: Placement = Placement()
     if catalog is not None and s.metastore_host:
         placement = CompactedPlacement(

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from stream_jobs.archive import parquet_bytes
-from stream_jobs.catalog import UNAVAILABLE, SqlCatalog
+from stream_jobs.catalog import UNAVAILABLE, sql_catalog
 from stream_jobs.lake import Lake
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, TS
@@ -94,16 +94,8 @@ def main(argv: list[str] | None = None) -> int:
             f"\rday {i}/{len(days)} ({day}): {total:,} readings, {rate:,.0f}/s", end="", flush=True
         )
     print()
-    if s.trino_host:
-        catalog = SqlCatalog(
-            s.trino_host,
-            s.trino_port,
-            s.trino_user,
-            s.trino_catalog,
-            lake,
-            raw=s.raw_schema,
-            curated=s.curated_schema,
-        )
+    catalog = sql_catalog(s, lake)
+    if catalog is not None:
         try:
             catalog.ensure_tables()  # creates the tables if needed and syncs the new days
         except UNAVAILABLE as exc:

@@ -24,6 +24,7 @@ from trino.exceptions import Error as TrinoError
 from trino.exceptions import HttpError, TrinoUserError
 
 from stream_jobs.lake import Lake
+from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import TABLES, TableSpec
 
 log = logging.getLogger(__name__)
@@ -216,3 +217,18 @@ class SqlCatalog:
                     retry_s,
                 )
                 stop.wait(retry_s)
+
+
+def sql_catalog(s: StreamSettings, lake: Lake) -> SqlCatalog | None:
+    """The SQL catalog the settings describe, or None when TRINO_HOST is empty."""
+    if not s.trino_host:
+        return None
+    return SqlCatalog(
+        s.trino_host,
+        s.trino_port,
+        s.trino_user,
+        s.trino_catalog,
+        lake,
+        raw=s.raw_schema,
+        curated=s.curated_schema,
+    )
