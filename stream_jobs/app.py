@@ -22,6 +22,7 @@ from stream_jobs.archive import Placement, TopicArchiver
 from stream_jobs.catalog import SqlCatalog, sql_catalog
 from stream_jobs.compaction import CompactedPlacement, Compactor, Metastore
 from stream_jobs.lake import Lake
+from stream_jobs.resample import MinuteJob
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, REJECTED, SENSORS
 
@@ -44,6 +45,7 @@ class Jobs:
     archivers: list[TopicArchiver]
     catalog: SqlCatalog | None
     compactor: Compactor | None
+    minutes: MinuteJob
 
 
 def build_jobs(s: StreamSettings) -> Jobs:
@@ -93,7 +95,20 @@ def build_jobs(s: StreamSettings) -> Jobs:
             zstd_level=s.zstd_level,
             wait_for=ready,
         )
-    return Jobs(archivers, catalog, compactor)
+    minutes = MinuteJob(
+        lake,
+        s.kafka_bootstrap_servers,
+        f"{s.consumer_group_prefix}.readings_1m",
+        s.kafka_topic_readings,
+        s.kafka_topic_sensors,
+        s.kafka_topic_1m,
+        lateness_s=s.window_lateness_seconds,
+        commit_s=s.window_commit_seconds,
+        idle_s=s.window_idle_seconds,
+        zstd_level=s.zstd_level,
+        on_partition=catalog.partition_added if catalog else None,
+    )
+    return Jobs(archivers, catalog, compactor, minutes)
 
 
 class Job(Protocol):
@@ -142,6 +157,7 @@ class ArchiveJobs(ThreadedJobs):
             jobs.append(("sql-catalog", JOBS.catalog))
         if JOBS.compactor is not None:
             jobs.append(("compaction", JOBS.compactor))
+        jobs.append(("readings-1m", JOBS.minutes))
         super().__init__(jobs, **kwargs)
 
 
@@ -156,5 +172,6 @@ async def health(web: Any, request: Any) -> Any:
             if catalog is None
             else ("ready" if catalog.ready.is_set() else "waiting"),
             "compactions": None if compactor is None else compactor.compactions,
+            "readings_1m": JOBS.minutes.stats,
         }
     )

@@ -99,8 +99,8 @@ class Placement:
     def __init__(self) -> None:
         self.lock = threading.Lock()
 
-    def relative_dir(self, table: str, folder: str) -> str:
-        return "/".join(p for p in ("raw", table, folder) if p)
+    def relative_dir(self, spec: TableSpec, folder: str) -> str:
+        return f"{spec.folder}/{folder}" if folder else spec.folder
 
 
 @dataclass
@@ -183,6 +183,7 @@ class TopicArchiver:
             return
         first, last = records[0].offset, records[-1].offset
         name = data_file_name(self.topic, partition, first, last)
+        assert self.spec.build is not None, f"{self.spec.name} is not built from records"
         parts = split_by_partition(self.spec.build(records), self.spec.partition_column)
         ckpt = {
             "topic": self.topic,
@@ -194,8 +195,7 @@ class TopicArchiver:
         # The lock keeps a compaction of a day out while this writes into that day.
         with self.placement.lock:
             rel_paths = [
-                f"{self.placement.relative_dir(self.spec.name, folder)}/{name}"
-                for folder, _ in parts
+                f"{self.placement.relative_dir(self.spec, folder)}/{name}" for folder, _ in parts
             ]
             self.lake.write_json(
                 path, {**ckpt, "pending": {"next_offset": last + 1, "files": rel_paths}}

@@ -102,6 +102,15 @@ FROM {catalog}.{raw}.readings r
 LEFT JOIN versions v
   ON v.sensor_id = r.sensor_id AND r.ts >= v.valid_from
  AND (v.valid_to IS NULL OR r.ts < v.valid_to) AND NOT v.deleted""",
+        f"""CREATE OR REPLACE VIEW {catalog}.{curated}.readings_1m
+COMMENT '1-minute figures per sensor (the newest revision of each window). Filter on \
+window_date to prune days.'
+AS SELECT sensor_id, window_start, window_end, mean, min, max, count, out_of_range_count,
+          revision, emitted_at, window_date
+FROM (SELECT w.*, row_number() OVER (PARTITION BY sensor_id, window_start, window_date
+                                     ORDER BY revision DESC) AS rn
+      FROM {catalog}.{curated}.readings_1m_revisions w)
+WHERE rn = 1""",
     ]
 
 
@@ -150,6 +159,9 @@ class SqlCatalog:
         finally:
             conn.close()
 
+    def schema_of(self, spec: TableSpec) -> str:
+        return self.raw if spec.zone == "raw" else self.curated
+
     def ensure_tables(self) -> None:
         """Schemas, tables and views, then a catch-up sync of partitions."""
         for schema, folder in ((self.raw, "raw"), (self.curated, "curated")):
@@ -159,9 +171,11 @@ class SqlCatalog:
                 f"WITH (location = {sql_literal(self.lake.uri(folder))})"
             )
         for spec in self.tables:
-            self.lake.ensure_dir(self.lake.path("raw", spec.name))
+            self.lake.ensure_dir(self.lake.path(spec.folder))
             self._execute(
-                create_table_sql(spec, self.catalog, self.raw, self.lake.uri("raw", spec.name))
+                create_table_sql(
+                    spec, self.catalog, self.schema_of(spec), self.lake.uri(spec.folder)
+                )
             )
         for sql in view_sqls(self.catalog, self.raw, self.curated):
             self._execute(sql)
@@ -169,7 +183,7 @@ class SqlCatalog:
             if spec.partition_column:
                 self._execute(
                     f"CALL {self.catalog}.system.sync_partition_metadata("
-                    f"{sql_literal(self.raw)}, {sql_literal(spec.name)}, 'ADD')"
+                    f"{sql_literal(self.schema_of(spec))}, {sql_literal(spec.name)}, 'ADD')"
                 )
         log.info(
             "SQL tables ready in %s.%s and %s.%s",
@@ -183,11 +197,17 @@ class SqlCatalog:
         column, _, value = item.folder.partition("=")
         try:
             self._execute(
-                f"CALL {self.catalog}.system.register_partition({sql_literal(self.raw)}, "
+                f"CALL {self.catalog}.system.register_partition("
+                f"{sql_literal(self.schema_of(item.table))}, "
                 f"{sql_literal(item.table.name)}, ARRAY[{sql_literal(column)}], "
                 f"ARRAY[{sql_literal(value)}])"
             )
-            log.info("registered partition %s.%s %s", self.raw, item.table.name, item.folder)
+            log.info(
+                "registered partition %s.%s %s",
+                self.schema_of(item.table),
+                item.table.name,
+                item.folder,
+            )
         except TrinoUserError as exc:
             if exc.error_name != "ALREADY_EXISTS":
                 raise

@@ -116,8 +116,9 @@ class CompactedPlacement(Placement):
         day = folder_date(folder)
         return day is not None and day <= self.today() - timedelta(days=self.closed_after_days)
 
-    def relative_dir(self, table: str, folder: str) -> str:
-        default = super().relative_dir(table, folder)
+    def relative_dir(self, spec: TableSpec, folder: str) -> str:
+        default = super().relative_dir(spec, folder)
+        table = spec.name
         if not self.is_closed(folder):
             return default
         if (table, folder) not in self._known:
@@ -221,10 +222,10 @@ class Compactor:
 
     # compaction -------------------------------------------------------------------
 
-    def _files(self, table: str, folder: str, current: str) -> list[str]:
+    def _files(self, spec: TableSpec, folder: str, current: str) -> list[str]:
         """Data files of a partition: in its current location, plus any in its
         folder itself (written there while the metastore was unreachable)."""
-        root = Placement.relative_dir(self.placement, table, folder)
+        root = Placement.relative_dir(self.placement, spec, folder)
         found = {self.lake.relative(p) for p in self._direct_files(current)}
         if current != root:
             found |= {self.lake.relative(p) for p in self._direct_files(root)}
@@ -242,12 +243,12 @@ class Compactor:
         """Compact one closed partition if it has enough files; True if it did."""
         schema = self.placement.schema
         with self.placement.lock:
-            current = self.placement.relative_dir(spec.name, folder)
-            files = self._files(spec.name, folder, current)
+            current = self.placement.relative_dir(spec, folder)
+            files = self._files(spec, folder, current)
             if len(files) < self.min_files:
                 return False
             tables = [pq.read_table(self.lake.fs.open(self.lake.path(f), "rb")) for f in files]
-            new_dir = f"raw/{spec.name}/{folder}/_c{generation(current) + 1}"
+            new_dir = f"{spec.folder}/{folder}/_c{generation(current) + 1}"
             new_files = []
             for i, part in enumerate(compacted_tables(tables)):
                 rel = f"{new_dir}/part-{i:05d}.parquet"

@@ -16,7 +16,14 @@ class StreamSettings(BaseSettings):
     kafka_topic_readings: str = "iot.readings"
     kafka_topic_dlq: str = "iot.readings.dlq"
     kafka_topic_sensors: str = "iot.sensors"
+    kafka_topic_1m: str = "iot.readings.1m"
     consumer_group_prefix: str = "iot-archive"
+    # 1-minute means: a window closes this long after its end (event time); a later
+    # reading re-emits it corrected. Checkpoints (and emissions) every commit interval.
+    window_lateness_seconds: float = Field(default=5.0, ge=0)
+    window_commit_seconds: float = Field(default=2.0, gt=0)
+    # A Kafka partition silent this long has its event clock moved by the wall clock.
+    window_idle_seconds: float = Field(default=5.0, gt=0)
 
     # Where the archive lives: a local directory or s3://bucket/prefix (one code path).
     lake_url: str = "data/lake"

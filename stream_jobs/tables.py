@@ -41,10 +41,16 @@ class TableSpec:
     name: str  # folder under raw/ and the Hive table name
     schema: pa.Schema
     partition_column: str | None  # Hive partition (a date), not stored inside the files
-    build: Callable[[Sequence[Record]], pa.Table]  # includes the partition column
+    # Kafka records -> rows, with the partition column (None: written by a job of its own)
+    build: Callable[[Sequence[Record]], pa.Table] | None
     sort_by: tuple[str, ...]
     description: str = ""
     comments: dict[str, str] = field(default_factory=dict)  # column -> meaning and unit
+    zone: str = "raw"  # lake folder and SQL schema: raw (as received) or curated (derived)
+
+    @property
+    def folder(self) -> str:
+        return f"{self.zone}/{self.name}"
 
 
 def _header_ts(rec: Record, name: str) -> int:
@@ -344,4 +350,47 @@ REJECTED = TableSpec(
         "received_date": "UTC date of received_at (partition column)",
     },
 )
-TABLES = (READINGS, SENSORS, REJECTED)
+READINGS_1M_SCHEMA = pa.schema(
+    [
+        pa.field("sensor_id", pa.string()),
+        pa.field("window_start", TS),
+        pa.field("window_end", TS),
+        pa.field("mean", pa.float64()),
+        pa.field("min", pa.float64()),
+        pa.field("max", pa.float64()),
+        pa.field("count", pa.int64()),
+        pa.field("out_of_range_count", pa.int64()),
+        pa.field("sum", pa.float64()),
+        pa.field("revision", pa.int32()),
+        pa.field("emitted_at", TS),
+    ]
+)
+
+READINGS_1M_REVISIONS = TableSpec(
+    "readings_1m_revisions",
+    READINGS_1M_SCHEMA,
+    "window_date",
+    None,
+    ("sensor_id", "window_start", "revision"),
+    description="Every emission of every 1-minute window: a window is emitted when it "
+    "closes and again, with the next revision, when a late reading corrects it. "
+    "curated.readings_1m shows the newest revision only.",
+    comments={
+        "sensor_id": "Sensor id",
+        "window_start": "Start of the minute, UTC (inclusive)",
+        "window_end": "End of the minute, UTC (exclusive)",
+        "mean": "Mean of the readings in range, in the sensor's unit (null if none)",
+        "min": "Lowest reading in range",
+        "max": "Highest reading in range",
+        "count": "Readings in range (those in mean, min and max)",
+        "out_of_range_count": "Readings outside the sensor's range, counted but kept out of "
+        "the figures",
+        "sum": "Sum of the readings in range (mean = sum / count)",
+        "revision": "1 when the window closed, +1 for each correction by late readings",
+        "emitted_at": "When this revision was computed, UTC",
+        "window_date": "UTC date of window_start (partition column)",
+    },
+    zone="curated",
+)
+
+TABLES = (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS)

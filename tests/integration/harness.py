@@ -165,6 +165,7 @@ class Pipeline:
             "KAFKA_TOPIC_READINGS": f"{self.uid}.readings",
             "KAFKA_TOPIC_DLQ": f"{self.uid}.readings.dlq",
             "KAFKA_TOPIC_SENSORS": f"{self.uid}.sensors",
+            "KAFKA_TOPIC_1M": f"{self.uid}.readings.1m",
             "CONSUMER_GROUP_PREFIX": f"archive-{self.uid}",
             "APP_ID": f"jobs-{self.uid}",
             "LAKE_URL": str(self.lake),

@@ -24,8 +24,10 @@ def test_literals_are_escaped():
 
 
 def test_views_are_replaceable_and_cover_bi_needs():
-    current, enriched = view_sqls("hive")
+    current, enriched, minutes = view_sqls("hive")
     assert current.startswith("CREATE OR REPLACE VIEW hive.raw.sensors_current")
     assert "NOT deleted" in current
     assert enriched.startswith("CREATE OR REPLACE VIEW hive.curated.readings_enriched")
     assert "in_range" in enriched and "event_date" in enriched
+    assert minutes.startswith("CREATE OR REPLACE VIEW hive.curated.readings_1m")
+    assert "ORDER BY revision DESC" in minutes

@@ -5,6 +5,7 @@ import pytest
 from stream_jobs.compaction import CompactedPlacement, compacted_tables, folder_date, generation
 from stream_jobs.errors import LakeError
 from stream_jobs.lake import Lake
+from stream_jobs.tables import READINGS
 
 
 def test_folder_dates_and_generations():
@@ -21,7 +22,7 @@ def test_days_close_after_the_configured_age(tmp_path):
     assert placement.is_closed("event_date=2026-11-24")
     assert not placement.is_closed("event_date=2026-11-25")
     # open days never ask the metastore (there is none here): their folder
-    assert placement.relative_dir("readings", "event_date=2026-11-25") == (
+    assert placement.relative_dir(READINGS, "event_date=2026-11-25") == (
         "raw/readings/event_date=2026-11-25"
     )
 
