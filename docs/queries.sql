@@ -51,3 +51,13 @@ SELECT received_date, reason_code, count(*) AS messages
 FROM hive.raw.rejected
 GROUP BY received_date, reason_code
 ORDER BY received_date DESC, messages DESC;
+
+-- name: sensor_minutes
+-- One sensor's 1-minute mean, min and max over the last three hours (the newest
+-- revision of each minute; see docs/resampling.md).
+SELECT window_start, mean, min, max, count, out_of_range_count
+FROM hive.curated.readings_1m
+WHERE sensor_id = 'Sensor 1'
+  AND window_date >= CAST(current_timestamp AT TIME ZONE 'UTC' AS date) - INTERVAL '1' DAY
+  AND window_start >= CAST(current_timestamp AT TIME ZONE 'UTC' AS timestamp(6)) - INTERVAL '3' HOUR
+ORDER BY window_start;

@@ -363,6 +363,8 @@ class Stack:
             java_bin(),
             "-Xmx512m",
             f"-Dlog4j.configurationFile={conf / 'metastore-log4j2.properties'}",
+            # Derby writes derby.log to the working directory unless told otherwise
+            f"-Dderby.stream.error.file={self.data / 'metastore' / 'derby.log'}",
             "-cp",
             f"{conf}:{metastore_home() / 'libs'}/*",
         ]

@@ -1,9 +1,13 @@
-"""`make bench`: throughput and size of the ingest path on this machine, printed.
+"""`make bench`: throughput, freshness and latency of the pipeline on this machine, printed.
 
 Stages, each against the real services started on free ports:
   archiver alone  a pre-filled Kafka topic -> Parquet (in-process TopicArchiver)
   bridge alone    MQTT publish (mosquitto_pub, C, QoS 1) -> bridge -> Kafka
   end to end      MQTT publish -> bridge -> Kafka -> stream_jobs -> Parquet, verified exact
+  freshness       MQTT publish -> visible in Trino (with the Hive Metastore)
+  queries         one sensor-day and a month of daily means over a backfilled history
+  minutes         the 1-minute job alone (pre-filled topic), and end of a minute ->
+                  its row in curated.readings_1m through the whole pipeline
 Rates are given overall (first publish to last row, including the last file's
 rotation wait) and steady (between 10% and 90% of the readings).
 """
@@ -33,6 +37,7 @@ from local.services import Stack
 from mqtt_bridge.kafka_io import TopicSpec, ensure_topics
 from stream_jobs.archive import TopicArchiver
 from stream_jobs.lake import Lake
+from stream_jobs.resample import MinuteJob
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS
 from tests.integration.harness import Pipeline, SqlServices, start_brokers, start_sql
@@ -92,8 +97,8 @@ def machine() -> str:
     return f"{os.cpu_count()} cores ({cpu}), {mem:.0f} GiB, Python {platform.python_version()}"
 
 
-def bench_archiver(stack: Stack, work: Path, n: int) -> dict[str, Any]:
-    topic = "bench.archive"
+def prefill(stack: Stack, topic: str, n: int) -> None:
+    """n readings of SENSORS sensors in `topic`, as the bridge would have produced them."""
     ensure_topics(stack.bootstrap, [TopicSpec(topic, 3)])
     producer = Producer(
         {
@@ -114,6 +119,11 @@ def bench_archiver(stack: Stack, work: Path, n: int) -> dict[str, Any]:
         if i % 50_000 == 0:
             producer.poll(0)
     producer.flush()
+
+
+def bench_archiver(stack: Stack, work: Path, n: int) -> dict[str, Any]:
+    topic = "bench.archive"
+    prefill(stack, topic, n)
     lake_dir = work / "archiver-lake"
     archiver = TopicArchiver(
         READINGS,
@@ -337,6 +347,93 @@ def bench_queries(stack: Stack, sql: SqlServices, work: Path, days: int) -> dict
     return result
 
 
+def bench_minutes(stack: Stack, work: Path, n: int) -> dict[str, Any]:
+    """The 1-minute job alone: a pre-filled topic through the windows to the lake."""
+    topic = "bench.minutes"
+    prefill(stack, topic, n)
+    ensure_topics(stack.bootstrap, [TopicSpec("bench.sensors", 1, {"cleanup.policy": "compact"})])
+    job = MinuteJob(
+        Lake(str(work / "minutes-lake")),
+        stack.bootstrap,
+        "bench-minutes",
+        topic,
+        "bench.sensors",
+        "bench.readings.1m",
+        lateness_s=5,
+        commit_s=2,
+        idle_s=5,
+        zstd_level=DEFAULTS.zstd_level,
+    )
+    stop = threading.Event()
+    thread = threading.Thread(target=job.run, args=(stop,))
+    t0 = time.perf_counter()
+    thread.start()
+    steady = steady_rate(lambda: int(job.stats["readings"]), n)
+    elapsed = time.perf_counter() - t0
+    stop.set()
+    thread.join()
+    return {
+        "readings": n,
+        "per_s_steady": steady,
+        "per_s_overall": n / elapsed,
+        "windows_emitted": job.stats["emitted"],
+    }
+
+
+def bench_minute_latency(
+    stack: Stack, sql: SqlServices, work: Path, minutes: int
+) -> dict[str, Any]:
+    """From the end of a minute until its row is in curated.readings_1m (defaults)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    pipe = Pipeline(
+        stack,
+        work / "minute-latency",
+        sql_services=sql,
+        env_extra={
+            "ROTATE_SECONDS": str(DEFAULTS.rotate_seconds),
+            "WINDOW_LATENESS_SECONDS": str(DEFAULTS.window_lateness_seconds),
+            "WINDOW_COMMIT_SECONDS": str(DEFAULTS.window_commit_seconds),
+            "WINDOW_IDLE_SECONDS": str(DEFAULTS.window_idle_seconds),
+        },
+    )
+    pipe.work.mkdir(parents=True)
+    pipe.start()
+    pipe.wait_sql_ready()
+    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client.connect("127.0.0.1", stack.mqtt_port)
+    client.loop_start()
+    query = "SELECT window_start FROM hive.curated.readings_1m WHERE sensor_id = 'Sensor 1'"
+    seen: dict[datetime, float] = {}
+    started = datetime.utcnow()
+    first_end = started.replace(second=0, microsecond=0) + timedelta(minutes=1)
+    ends = [first_end + timedelta(minutes=i) for i in range(minutes)]
+    next_publish = time.monotonic()
+    while len([e for e in ends if e in seen]) < len(ends):
+        if time.monotonic() >= next_publish:  # one reading a second, as the generator does
+            payload = reading_payload("Sensor 1", datetime.utcnow(), 20)
+            client.publish(pipe.mqtt_topic, payload, qos=1)
+            next_publish += 1.0
+        for (start,) in pipe.sql(query):
+            end = start + timedelta(minutes=1)
+            if end not in seen:
+                # wall time when the row was seen, as an offset from the minute's end
+                seen[end] = (datetime.utcnow() - end).total_seconds()
+        time.sleep(0.2)
+        if datetime.utcnow() > ends[-1] + timedelta(minutes=2):
+            raise TimeoutError("minutes did not appear")
+    client.loop_stop()
+    pipe.stop()
+    lags = [seen[e] for e in ends]
+    return {
+        "minutes": len(lags),
+        "p50_s": percentile(lags, 0.5),
+        "max_s": max(lags),
+        "lateness_s": DEFAULTS.window_lateness_seconds,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--archiver", type=int, default=2_000_000, help="readings")
@@ -344,14 +441,15 @@ def main() -> None:
     parser.add_argument("--e2e", type=int, default=200_000, help="readings")
     parser.add_argument("--freshness", type=int, default=40, help="readings")
     parser.add_argument("--days", type=int, default=30, help="days of backfilled history")
+    parser.add_argument("--minutes", type=int, default=1_000_000, help="readings (1m job)")
     parser.add_argument(
         "--only",
-        choices=["archiver", "bridge", "e2e", "freshness", "queries"],
+        choices=["archiver", "bridge", "e2e", "freshness", "queries", "minutes"],
         action="append",
         help="run only these stages (repeatable)",
     )
     args = parser.parse_args()
-    stages = args.only or ["archiver", "bridge", "e2e", "freshness", "queries"]
+    stages = args.only or ["archiver", "bridge", "e2e", "freshness", "queries", "minutes"]
     print(f"machine: {machine()}", flush=True)
     results = {}
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp:
@@ -368,12 +466,20 @@ def main() -> None:
                 )
             if "e2e" in stages:
                 results["end to end (MQTT -> Parquet)"] = bench_end_to_end(stack, work, args.e2e)
-            if {"freshness", "queries"} & set(stages):
+            if "minutes" in stages:
+                results["1-minute job alone (Kafka -> windows)"] = bench_minutes(
+                    stack, work, args.minutes
+                )
+            if {"freshness", "queries", "minutes"} & set(stages):
                 sql = start_sql(work / "sql")
                 try:
                     if "freshness" in stages:
                         results["freshness (MQTT -> Trino)"] = bench_freshness(
                             stack, sql, work, args.freshness
+                        )
+                    if "minutes" in stages:
+                        results["1-minute rows (end of minute -> Trino)"] = bench_minute_latency(
+                            stack, sql, work, 3
                         )
                     if "queries" in stages:
                         results["queries (Trino, backfilled history)"] = bench_queries(
