@@ -53,8 +53,8 @@ GROUP BY received_date, reason_code
 ORDER BY received_date DESC, messages DESC;
 
 -- name: sensor_minutes
--- One sensor's 1-minute mean, min and max over the last three hours (the newest
--- revision of each minute; see docs/resampling.md).
+-- One sensor's 1-minute mean, min and max over the last three hours: the newest
+-- revision of each minute (docs/resampling.md explains revisions).
 SELECT window_start, mean, min, max, count, out_of_range_count
 FROM hive.curated.readings_1m
 WHERE sensor_id = 'Sensor 1'

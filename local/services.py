@@ -299,8 +299,8 @@ class Stack:
                 *self.kafka_java(),
                 "kafka.tools.StorageTool",
                 "format",
-                "-t",
-                cluster_id,
+                # "=": a random id may start with "-" and be taken for an option
+                f"--cluster-id={cluster_id}",
                 "-c",
                 str(props),
             ],

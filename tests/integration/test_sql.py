@@ -76,7 +76,12 @@ def test_every_example_query_runs_and_answers(sql_pipeline):
     wait_rows(pipe, 1, "hive.raw.rejected")
 
     queries = named_queries()
-    assert set(queries) >= {"latest_value_per_sensor", "sensor_history", "daily_stats"}
+    assert set(queries) >= {
+        "latest_value_per_sensor",
+        "sensor_history",
+        "daily_stats",
+        "sensor_minutes",
+    }
     results = {name: pipe.sql(sql) for name, sql in queries.items()}
     latest = {r[0]: r[2] for r in results["latest_value_per_sensor"]}
     assert latest == {"Sensor 1": 99.0, "Sensor 2": 22.0}
