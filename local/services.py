@@ -219,6 +219,8 @@ class Stack:
     s3_endpoint: str = ""
     s3_key: str = ""
     s3_secret: str = ""
+    # Topics Trino's Kafka catalog exposes (the live view reads the readings topic).
+    trino_kafka_topics: str = "iot.readings"
     env: dict[str, str] = field(default_factory=dict)  # extra env for the Python services
 
     def __post_init__(self) -> None:
@@ -419,6 +421,10 @@ class Stack:
         if self.s3_key:
             hive.update({"s3.aws-access-key": self.s3_key, "s3.aws-secret-key": self.s3_secret})
         set_properties(out / "catalog" / "hive.properties", hive)
+        set_properties(
+            out / "catalog" / "kafka.properties",
+            {"kafka.nodes": self.bootstrap, "kafka.table-names": self.trino_kafka_topics},
+        )
         return out
 
     def trino_cmd(self) -> list[str]:

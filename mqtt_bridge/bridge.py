@@ -169,9 +169,10 @@ class Bridge:
             return  # not acked: the broker resends it to the next session
         self._wait_for_room()
         payload = bytes(msg.payload)
+        received_us = time.time_ns() // 1000
         headers: Headers = [
             ("mqtt_topic", msg.topic.encode()),
-            ("received_at", self._received_at.header(time.time_ns() // 1000)),
+            ("received_at", self._received_at.header(received_us)),
         ]
         mid, qos = msg.mid, msg.qos
         self.stats.received += 1
@@ -191,6 +192,9 @@ class Bridge:
                 mid,
                 qos,
                 reading.key,
+                # The record's Kafka timestamp is the receive time (ms): the live SQL
+                # view splits archive and topic at one instant by it (docs/sql.md).
+                received_us // 1000,
             )
             self.stats.forwarded += 1
         elif verdict is Verdict.REDELIVERY:
@@ -227,6 +231,7 @@ class Bridge:
         mid: int,
         qos: int,
         reading_key: Key | None,
+        timestamp_ms: int = 0,  # 0: the producer's clock
     ) -> None:
         def delivered(err: KafkaError | None, _msg: Message) -> None:
             self._on_delivery(err, mid, qos, reading_key)
@@ -235,7 +240,12 @@ class Bridge:
         while True:
             try:
                 self._producer.produce(
-                    topic, value=value, key=key, headers=headers, on_delivery=delivered
+                    topic,
+                    value=value,
+                    key=key,
+                    headers=headers,
+                    on_delivery=delivered,
+                    timestamp=timestamp_ms,
                 )
                 return
             except BufferError:

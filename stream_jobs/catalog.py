@@ -114,6 +114,61 @@ WHERE rn = 1""",
     ]
 
 
+def kafka_table(topic: str) -> tuple[str, str]:
+    """Trino's Kafka connector names the table of topic `a.b` as schema a, table b
+    (and a topic without a dot as table `default.<topic>`)."""
+    schema, dot, table = topic.partition(".")
+    return (schema, table) if dot else ("default", topic)
+
+
+def live_view_sql(catalog: str, raw: str, kafka_catalog: str, topic: str, horizon_s: int) -> str:
+    """raw.readings_live: the archive up to `horizon_s` ago, the topic after that.
+
+    Both sides split at one instant B (the query's start minus the horizon, in ms):
+    a reading is taken from the archive when received_at < B and from Kafka when
+    its record timestamp >= B. The bridge sets the record timestamp to received_at
+    in ms, so each reading falls on exactly one side; the archive holds every
+    reading older than B as long as it lags less than the horizon behind."""
+    schema, table = kafka_table(topic)
+    boundary = (
+        "CAST(current_timestamp AT TIME ZONE 'UTC' AS timestamp(3))"
+        f" - INTERVAL '{horizon_s}' SECOND"
+    )
+    # dt is naive UTC (the contract; an explicit offset is allowed): Trino would
+    # read a naive one in the session's zone, so it gets a Z. try(): a dt that
+    # Python parses and Trino does not gives a null ts rather than a failed query.
+    comment = (
+        f"Every reading up to now: raw.readings, and the newest {horizon_s} s straight from "
+        "Kafka (visible about a second after publishing). Filter on event_date."
+    )
+    return rf"""CREATE OR REPLACE VIEW {catalog}.{raw}.readings_live
+COMMENT {sql_literal(comment)}
+AS SELECT sensor_id, ts, value, payload, mqtt_topic, received_at, kafka_partition,
+          kafka_offset, event_date
+FROM {catalog}.{raw}.readings
+WHERE received_at < {boundary}
+UNION ALL
+SELECT sensor_id, ts, value, payload, mqtt_topic, received_at, kafka_partition, kafka_offset,
+       CAST(ts AS date) AS event_date
+FROM (SELECT sensor_id, value, payload, mqtt_topic, kafka_partition, kafka_offset,
+             CAST(try(from_iso8601_timestamp_nanos(
+                 IF(regexp_like(dt, '([zZ]|[+-]\d{{2}}(:?\d{{2}})?)$'), dt, dt || 'Z')))
+                  AT TIME ZONE 'UTC' AS timestamp(6)) AS ts,
+             CAST(from_iso8601_timestamp_nanos(received_at) AT TIME ZONE 'UTC'
+                  AS timestamp(6)) AS received_at
+      FROM (SELECT json_extract_scalar(_message, '$.id') AS sensor_id,
+                   regexp_replace(json_extract_scalar(_message, '$.dt'),
+                                  '^(\d{{4}}-\d{{2}}-\d{{2}}) ', '$1T') AS dt,
+                   CAST(json_extract_scalar(_message, '$.value') AS double) AS value,
+                   _message AS payload,
+                   from_utf8(element_at(_headers, 'mqtt_topic')[1]) AS mqtt_topic,
+                   from_utf8(element_at(_headers, 'received_at')[1]) AS received_at,
+                   CAST(_partition_id AS integer) AS kafka_partition,
+                   _partition_offset AS kafka_offset
+            FROM {kafka_catalog}."{schema}"."{table}"
+            WHERE _timestamp >= {boundary}))"""
+
+
 @dataclass(frozen=True)
 class PartitionAdded:
     table: TableSpec
@@ -134,9 +189,14 @@ class SqlCatalog:
         raw: str = "raw",
         curated: str = "curated",
         tables: Iterable[TableSpec] = TABLES,
+        kafka_catalog: str = "",
+        readings_topic: str = "iot.readings",
+        live_horizon_s: int = 60,
     ) -> None:
         self.host, self.port, self.user, self.catalog = host, port, user, catalog
         self.raw, self.curated = raw, curated  # schema names (tests use their own)
+        self.kafka_catalog, self.readings_topic = kafka_catalog, readings_topic
+        self.live_horizon_s = live_horizon_s
         self.lake = lake
         self.tables = list(tables)
         self.ready = threading.Event()
@@ -179,6 +239,7 @@ class SqlCatalog:
             )
         for sql in view_sqls(self.catalog, self.raw, self.curated):
             self._execute(sql)
+        self.ensure_live_view()
         for spec in self.tables:
             if spec.partition_column:
                 self._execute(
@@ -191,6 +252,36 @@ class SqlCatalog:
             self.raw,
             self.catalog,
             self.curated,
+        )
+
+    def ensure_live_view(self) -> None:
+        """raw.readings_live, when Trino's Kafka catalog has the readings topic."""
+        if not self.kafka_catalog:
+            return
+        schema, table = kafka_table(self.readings_topic)
+        try:
+            found = self._execute(
+                f"SELECT count(*) FROM {self.kafka_catalog}.information_schema.tables "
+                f"WHERE table_schema = {sql_literal(schema)} "
+                f"AND table_name = {sql_literal(table)}"
+            )
+        except TrinoUserError as exc:
+            found = [[0]]
+            log.warning("live view: %s", str(exc).splitlines()[0][:200])
+        if found != [[1]]:
+            log.warning(
+                "no live view %s.%s.readings_live: Trino's catalog %r does not list topic "
+                "%s (kafka.table-names in trino/etc/catalog/kafka.properties)",
+                self.catalog,
+                self.raw,
+                self.kafka_catalog,
+                self.readings_topic,
+            )
+            return
+        self._execute(
+            live_view_sql(
+                self.catalog, self.raw, self.kafka_catalog, self.readings_topic, self.live_horizon_s
+            )
         )
 
     def register(self, item: PartitionAdded) -> None:
@@ -251,4 +342,7 @@ def sql_catalog(s: StreamSettings, lake: Lake) -> SqlCatalog | None:
         lake,
         raw=s.raw_schema,
         curated=s.curated_schema,
+        kafka_catalog=s.trino_kafka_catalog,
+        readings_topic=s.kafka_topic_readings,
+        live_horizon_s=s.live_view_horizon_seconds,
     )

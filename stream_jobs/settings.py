@@ -44,6 +44,10 @@ class StreamSettings(BaseSettings):
     trino_catalog: str = "hive"
     raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated views
     curated_schema: str = "curated"
+    # Trino's Kafka catalog for the live view raw.readings_live ("" = no live view),
+    # which reads the newest readings (this many seconds) from Kafka, older from the archive.
+    trino_kafka_catalog: str = "kafka"
+    live_view_horizon_seconds: int = Field(default=60, ge=1)
 
     # The Hive Metastore, for compaction's atomic partition switch ("" = no compaction).
     metastore_host: str = "localhost"

@@ -4,7 +4,7 @@ Stages, each against the real services started on free ports:
   archiver alone  a pre-filled Kafka topic -> Parquet (in-process TopicArchiver)
   bridge alone    MQTT publish (mosquitto_pub, C, QoS 1) -> bridge -> Kafka
   end to end      MQTT publish -> bridge -> Kafka -> stream_jobs -> Parquet, verified exact
-  freshness       MQTT publish -> visible in Trino (with the Hive Metastore)
+  freshness       MQTT publish -> visible in Trino: raw.readings, and the live view
   queries         one sensor-day and a month of daily means over a backfilled history
   minutes         the 1-minute job alone (pre-filled topic), and end of a minute ->
                   its row in curated.readings_1m through the whole pipeline
@@ -40,7 +40,13 @@ from stream_jobs.lake import Lake
 from stream_jobs.resample import MinuteJob
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS
-from tests.integration.harness import Pipeline, SqlServices, start_brokers, start_sql
+from tests.integration.harness import (
+    LIVE_UID,
+    Pipeline,
+    SqlServices,
+    start_brokers,
+    start_sql,
+)
 
 SENSORS = 100
 DEFAULTS = StreamSettings(_env_file=None)  # type: ignore[call-arg]
@@ -249,16 +255,20 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_freshness(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str, Any]:
-    """Publish single readings and time until each is visible in Trino (default settings)."""
+def bench_freshness(
+    stack: Stack, sql: SqlServices, work: Path, n: int, live: bool = False
+) -> dict[str, Any]:
+    """Publish single readings and time until each is visible in Trino (default
+    settings), in raw.readings or, with `live`, in the live view raw.readings_live."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
     pipe = Pipeline(
         stack,
-        work / "fresh",
+        work / ("fresh-live" if live else "fresh"),
         sql_services=sql,
         env_extra={"ROTATE_SECONDS": str(DEFAULTS.rotate_seconds)},
+        **({"uid": LIVE_UID} if live else {}),
     )
     pipe.work.mkdir(parents=True)
     pipe.start()
@@ -270,7 +280,7 @@ def bench_freshness(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[
     seen: dict[int, float] = {}
     today = datetime.utcnow().date()
     query = (
-        "SELECT CAST(value AS bigint) FROM hive.raw.readings "
+        f"SELECT CAST(value AS bigint) FROM hive.raw.readings{'_live' if live else ''} "
         f"WHERE sensor_id = 'fresh' AND event_date = DATE '{today}'"
     )
     next_publish = time.monotonic()
@@ -471,11 +481,14 @@ def main() -> None:
                     stack, work, args.minutes
                 )
             if {"freshness", "queries", "minutes"} & set(stages):
-                sql = start_sql(work / "sql")
+                sql = start_sql(work / "sql", kafka_port=stack.kafka_port)
                 try:
                     if "freshness" in stages:
                         results["freshness (MQTT -> Trino)"] = bench_freshness(
                             stack, sql, work, args.freshness
+                        )
+                        results["freshness, live view"] = bench_freshness(
+                            stack, sql, work, args.freshness, live=True
                         )
                     if "minutes" in stages:
                         results["1-minute rows (end of minute -> Trino)"] = bench_minute_latency(

@@ -43,10 +43,12 @@ def s3_endpoint(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def sql(tmp_path_factory, s3_endpoint):
+def sql(tmp_path_factory, s3_endpoint, brokers):
     """A Hive Metastore and a Trino for the session, able to read both a local and an
-    S3 lake (tests isolate by schema names)."""
-    services = start_sql(tmp_path_factory.mktemp("sql"), s3_endpoint, S3_KEY, S3_SECRET)
+    S3 lake, and the session's Kafka (tests isolate by schema names)."""
+    services = start_sql(
+        tmp_path_factory.mktemp("sql"), s3_endpoint, S3_KEY, S3_SECRET, brokers.kafka_port
+    )
     yield services
     services.stop()
 

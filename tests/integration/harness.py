@@ -122,16 +122,27 @@ class SqlServices:
             p.stop()
 
 
+# Trino's Kafka catalog lists its topics at start; tests that query the live view
+# run their pipeline with this uid (Pipeline(uid=LIVE_UID)).
+LIVE_UID = "live"
+
+
 def start_sql(
-    data: Path, s3_endpoint: str = "", s3_key: str = "", s3_secret: str = ""
+    data: Path,
+    s3_endpoint: str = "",
+    s3_key: str = "",
+    s3_secret: str = "",
+    kafka_port: int = 9092,
 ) -> SqlServices:
     stack = Stack(
         data,
+        kafka_port=kafka_port,
         metastore_port=free_port(),
         trino_port=free_port(),
         s3_endpoint=s3_endpoint,
         s3_key=s3_key,
         s3_secret=s3_secret,
+        trino_kafka_topics=f"{LIVE_UID}.readings",
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     stack.metastore_init()

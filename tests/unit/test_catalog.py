@@ -1,4 +1,4 @@
-from stream_jobs.catalog import create_table_sql, sql_literal, view_sqls
+from stream_jobs.catalog import create_table_sql, kafka_table, live_view_sql, sql_literal, view_sqls
 from stream_jobs.tables import READINGS, SENSORS
 
 
@@ -31,3 +31,18 @@ def test_views_are_replaceable_and_cover_bi_needs():
     assert "in_range" in enriched and "event_date" in enriched
     assert minutes.startswith("CREATE OR REPLACE VIEW hive.curated.readings_1m")
     assert "ORDER BY revision DESC" in minutes
+
+
+def test_kafka_tables_are_named_as_trinos_connector_names_them():
+    assert kafka_table("iot.readings") == ("iot", "readings")
+    assert kafka_table("readings") == ("default", "readings")
+
+
+def test_live_view_splits_archive_and_topic_at_one_instant():
+    sql = live_view_sql("hive", "raw", "kafka", "iot.readings", 60)
+    boundary = "CAST(current_timestamp AT TIME ZONE 'UTC' AS timestamp(3)) - INTERVAL '60' SECOND"
+    # the same instant on both sides, strict on one and inclusive on the other
+    assert f"WHERE received_at < {boundary}" in sql
+    assert f"WHERE _timestamp >= {boundary}" in sql
+    assert 'FROM kafka."iot"."readings"' in sql
+    assert sql.count("UNION ALL") == 1
