@@ -61,6 +61,20 @@ def split_by_partition(table: pa.Table, column: str | None) -> list[tuple[str, p
     return sorted(parts, key=lambda p: p[0])
 
 
+def resume_at_checkpoints(
+    partitions: list[TopicPartition],
+    recover: Callable[[int], int | None],
+    next_offsets: dict[int, int],
+) -> None:
+    """Point each assigned partition at the offset its checkpoint holds (recover()
+    also cleans up what a crash left), or at the beginning when it has none."""
+    for tp in partitions:
+        next_offset = recover(tp.partition)
+        tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
+        if next_offset is not None:
+            next_offsets[tp.partition] = next_offset
+
+
 def parquet_bytes(table: pa.Table, sort_by: tuple[str, ...], zstd_level: int) -> bytes:
     """Rows sorted for compression (a sensor's readings side by side), zstd.
 
@@ -222,11 +236,7 @@ class TopicArchiver:
     # consumer callbacks ----------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            next_offset = self.recover(tp.partition)
-            tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
-            if next_offset is not None:
-                self._next[tp.partition] = next_offset
+        resume_at_checkpoints(partitions, self.recover, self._next)
         consumer.assign(partitions)
         self.recovered.set()
         self.stats.assigned = sorted({*self.stats.assigned, *(tp.partition for tp in partitions)})

@@ -30,7 +30,6 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.dataset as ds
 from confluent_kafka import (
-    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
@@ -41,7 +40,12 @@ from confluent_kafka import (
 from mqtt_bridge.contract import parse_reading
 from mqtt_bridge.errors import InvalidReading
 from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_partitions
-from stream_jobs.archive import checkpoint_name, parquet_bytes, split_by_partition
+from stream_jobs.archive import (
+    checkpoint_name,
+    parquet_bytes,
+    resume_at_checkpoints,
+    split_by_partition,
+)
 from stream_jobs.lake import Lake
 from stream_jobs.tables import READINGS_1M_REVISIONS, TS, TableSpec
 from stream_jobs.windows import MINUTE_US, Agg, Emit, Key, MinuteWindows
@@ -259,11 +263,7 @@ class MinuteJob:
     # the loop ----------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        for tp in partitions:
-            next_offset = self.recover(tp.partition)
-            tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
-            if next_offset is not None:
-                self._next[tp.partition] = next_offset
+        resume_at_checkpoints(partitions, self.recover, self._next)
         consumer.assign(partitions)
         self.recovered.set()
         log.info(

@@ -255,27 +255,35 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
-def bench_freshness(
-    stack: Stack, sql: SqlServices, work: Path, n: int, live: bool = False
-) -> dict[str, Any]:
-    """Publish single readings and time until each is visible in Trino (default
-    settings), in raw.readings or, with `live`, in the live view raw.readings_live."""
+def sql_pipeline_with_client(
+    stack: Stack, sql: SqlServices, work: Path, env: dict[str, str], **kw: Any
+) -> tuple[Pipeline, Any]:
+    """A started pipeline on the SQL services, and an MQTT client on its broker."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    pipe = Pipeline(
-        stack,
-        work / ("fresh-live" if live else "fresh"),
-        sql_services=sql,
-        env_extra={"ROTATE_SECONDS": str(DEFAULTS.rotate_seconds)},
-        **({"uid": LIVE_UID} if live else {}),
-    )
+    pipe = Pipeline(stack, work, sql_services=sql, env_extra=env, **kw)
     pipe.work.mkdir(parents=True)
     pipe.start()
     pipe.wait_sql_ready()
     client = mqtt.Client(CallbackAPIVersion.VERSION2)
     client.connect("127.0.0.1", stack.mqtt_port)
     client.loop_start()
+    return pipe, client
+
+
+def bench_freshness(
+    stack: Stack, sql: SqlServices, work: Path, n: int, live: bool = False
+) -> dict[str, Any]:
+    """Publish single readings and time until each is visible in Trino (default
+    settings), in raw.readings or, with `live`, in the live view raw.readings_live."""
+    pipe, client = sql_pipeline_with_client(
+        stack,
+        sql,
+        work / ("fresh-live" if live else "fresh"),
+        {"ROTATE_SECONDS": str(DEFAULTS.rotate_seconds)},
+        **({"uid": LIVE_UID} if live else {}),
+    )
     published: dict[int, float] = {}
     seen: dict[int, float] = {}
     today = datetime.utcnow().date()
@@ -394,26 +402,17 @@ def bench_minute_latency(
     stack: Stack, sql: SqlServices, work: Path, minutes: int
 ) -> dict[str, Any]:
     """From the end of a minute until its row is in curated.readings_1m (defaults)."""
-    import paho.mqtt.client as mqtt
-    from paho.mqtt.enums import CallbackAPIVersion
-
-    pipe = Pipeline(
+    pipe, client = sql_pipeline_with_client(
         stack,
+        sql,
         work / "minute-latency",
-        sql_services=sql,
-        env_extra={
+        {
             "ROTATE_SECONDS": str(DEFAULTS.rotate_seconds),
             "WINDOW_LATENESS_SECONDS": str(DEFAULTS.window_lateness_seconds),
             "WINDOW_COMMIT_SECONDS": str(DEFAULTS.window_commit_seconds),
             "WINDOW_IDLE_SECONDS": str(DEFAULTS.window_idle_seconds),
         },
     )
-    pipe.work.mkdir(parents=True)
-    pipe.start()
-    pipe.wait_sql_ready()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
-    client.connect("127.0.0.1", stack.mqtt_port)
-    client.loop_start()
     query = "SELECT window_start FROM hive.curated.readings_1m WHERE sensor_id = 'Sensor 1'"
     seen: dict[datetime, float] = {}
     started = datetime.utcnow()
