@@ -70,10 +70,16 @@ def start_brokers(data: Path) -> tuple[Stack, Proc, Proc]:
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     mosquitto = Proc("mosquitto", stack.mosquitto_cmd(), {}, stack.log_dir / "mosquitto.log")
     mosquitto.start()
-    stack.kafka_format()
-    kafka = Proc("kafka", stack.kafka_cmd(), {}, stack.log_dir / "kafka.log").start()
-    wait_for(lambda: port_open(stack.mqtt_port), 20, "mosquitto")
-    wait_for(stack.kafka_ready, 90, "kafka")
+    kafka = Proc("kafka", stack.kafka_cmd(), {}, stack.log_dir / "kafka.log")
+    try:
+        stack.kafka_format()
+        kafka.start()
+        wait_for(lambda: port_open(stack.mqtt_port), 20, "mosquitto")
+        wait_for(stack.kafka_ready, 90, "kafka")
+    except BaseException:
+        kafka.stop()  # leave nothing running behind a failed start
+        mosquitto.stop()
+        raise
     return stack, mosquitto, kafka
 
 
