@@ -59,7 +59,7 @@ lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy iot_data_generator mqtt_bridge stream_jobs local
 
-bench: system-deps $(VENV)/.installed ## Throughput and size benchmarks (prints figures)
+bench: system-deps $(VENV)/.installed ## Throughput, freshness, latency and size benchmarks (prints figures)
 	$(PY) -m tests.bench
 
 constraints: $(VENV)/.installed ## Re-pin the full dependency tree after changing pyproject.toml
