@@ -321,9 +321,9 @@ class Bridge:
     @staticmethod
     def _network_step(client: mqtt.Client, timeout: float = 0.01) -> bool:
         """One turn of paho's external-loop API: wait for the socket, read, write,
-        keep alive. Measured 47 µs of CPU per message against 61 µs with loop(),
-        which also services a wake-up socket pair that a single thread does not
-        need. False when the connection is lost."""
+        keep alive. A bare subscriber measured 47 µs of CPU per message this way
+        against 61 µs with loop(), which also services a wake-up socket pair that
+        a single thread does not need. False when the connection is lost."""
         sock = client.socket()
         if sock is None:
             return False

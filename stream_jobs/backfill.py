@@ -86,7 +86,7 @@ def main(argv: list[str] | None = None) -> int:
     total, started = 0, time.monotonic()
     for i, day in enumerate(days, 1):
         table = day_of_readings(day, args.sensors, args.interval, seed=day.toordinal())
-        path = lake.path("raw", "readings", f"event_date={day}", f"backfill+{day}.parquet")
+        path = lake.path(READINGS.folder, f"event_date={day}", f"backfill+{day}.parquet")
         lake.write_atomic(path, parquet_bytes(table, READINGS.sort_by, s.zstd_level))
         total += table.num_rows
         rate = total / (time.monotonic() - started)

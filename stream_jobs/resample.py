@@ -172,6 +172,7 @@ class MinuteJob:
         self._first: dict[int, int] = {}  # first input offset since the last checkpoint
         self._pending: dict[int, list[Emit]] = {}
         self._last_seen: dict[int, float] = {}
+        self._durable: dict[int, dict[str, object]] = {}  # last checkpoint written, per partition
         self.recovered = threading.Event()
         self.stats = {"readings": 0, "emitted": 0, "corrections": 0, "checkpoints": 0}
 
@@ -218,6 +219,7 @@ class MinuteJob:
                 self.lake.delete(self.lake.path(rel))
             doc["pending"] = None
             self.lake.write_json(self._checkpoint_path(partition), doc)
+        self._durable[partition] = doc
         windows.restore(doc["windows"])
         return int(doc["next_offset"])
 
@@ -248,13 +250,20 @@ class MinuteJob:
         name = f"{self.readings_topic}+{partition}+{first:019d}+{uuid.uuid4().hex[:12]}.parquet"
         rel_paths = [f"{SPEC.folder}/{folder}/{name}" for folder, _ in parts]
         if rel_paths:
-            old = self.lake.read_json(path) or {}
+            # The previous state (before the first checkpoint: nothing applied yet),
+            # naming the files about to be written as pending.
+            old = self._durable.get(partition) or {
+                **doc,
+                "next_offset": first,
+                "windows": MinuteWindows(self.lateness_us).snapshot(),
+            }
             self.lake.write_json(path, {**old, "pending": {"files": rel_paths}})
             for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
                 self.lake.write_atomic(
                     self.lake.path(rel), parquet_bytes(table, SPEC.sort_by, self.zstd_level)
                 )
         self.lake.write_json(path, doc)
+        self._durable[partition] = doc
         self.stats["checkpoints"] += 1
         if self.on_partition is not None:
             for folder, _ in parts:
@@ -278,6 +287,7 @@ class MinuteJob:
             self.windows.pop(tp.partition, None)
             self._next.pop(tp.partition, None)
             self._last_seen.pop(tp.partition, None)
+            self._durable.pop(tp.partition, None)
         consumer.unassign()
 
     def apply(self, partition: int, offset: int, value: bytes | None) -> None:

@@ -20,9 +20,10 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 MINUTE_US = 60_000_000
+NEVER = 2**63  # a close time no clock reaches
 
 Key = tuple[str, int]  # (sensor_id, window start in µs since the epoch)
 
@@ -79,6 +80,7 @@ class MinuteWindows:
         self.lateness_us = lateness_us
         self.clock_us = -(2**62)  # newest event time seen (or pushed by idleness)
         self.open: dict[Key, Agg] = {}
+        self._next_close = NEVER  # earliest close time of the open windows
         # Recently closed windows, so that a late reading can correct them; older
         # ones come back from where the job stored them (load_closed).
         self._closed: OrderedDict[Key, Agg] = OrderedDict()
@@ -99,10 +101,11 @@ class MinuteWindows:
             agg.add(value, in_range)
             agg.revision += 1
             self._remember_closed(key, agg)
-            emits.append(Emit(key[0], key[1], Agg(**asdict(agg))))
+            emits.append(Emit(key[0], key[1], replace(agg)))
         else:
             if agg is None:
                 agg = self.open[key] = Agg()
+                self._next_close = min(self._next_close, self._closes(key[1]))
             agg.add(value, in_range)
         if ts_us > self.clock_us:
             emits += self.advance(ts_us)
@@ -111,14 +114,23 @@ class MinuteWindows:
     def advance(self, clock_us: int) -> list[Emit]:
         """Move the event-time clock forward; emit the windows that close."""
         self.clock_us = max(self.clock_us, clock_us)
-        due = sorted(k for k in self.open if self._closes(k[1]) <= self.clock_us)
+        if self.clock_us < self._next_close:
+            return []  # the common case, per reading: nothing closes yet
+        due = sorted(
+            (k for k in self.open if self._closes(k[1]) <= self.clock_us),
+            key=lambda k: (k[1], k[0]),
+        )
         emits = []
-        for key in sorted(due, key=lambda k: (k[1], k[0])):
+        for key in due:
             agg = self.open.pop(key)
             agg.revision += 1
             self._remember_closed(key, agg)
-            emits.append(Emit(key[0], key[1], Agg(**asdict(agg))))
+            emits.append(Emit(key[0], key[1], replace(agg)))
+        self._update_next_close()
         return emits
+
+    def _update_next_close(self) -> None:
+        self._next_close = min((self._closes(k[1]) for k in self.open), default=NEVER)
 
     def _closed_window(self, key: Key) -> Agg | None:
         agg = self._closed.get(key)
@@ -146,3 +158,4 @@ class MinuteWindows:
         self.clock_us = int(snap["clock_us"])  # type: ignore[call-overload]
         entries: Iterable[list[object]] = snap["open"]  # type: ignore[assignment]
         self.open = {(str(s), int(w)): Agg(**a) for s, w, a in entries}  # type: ignore[arg-type,call-overload]
+        self._update_next_close()
