@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mqtt_bridge.contract import DEFAULT_MAX_PAYLOAD_BYTES
+from mqtt_bridge.contract import (
+    DEFAULT_DT_FLOOR,
+    DEFAULT_DT_MAX_AHEAD_S,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    TimeBounds,
+)
 
 DEFAULT_SENSORS_FILE = (
     Path(__file__).resolve().parent.parent / "iot_data_generator" / "sensors.json"
@@ -41,6 +47,11 @@ class BridgeSettings(BaseSettings):
     sensors_poll_seconds: float = 5.0
 
     max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
+    # The reading contract's event-time bounds (the bridge and the stream jobs must
+    # agree): dt before DT_FLOOR is dt_too_old, more than DT_MAX_AHEAD_SECONDS after
+    # its receive time is dt_in_future.
+    dt_floor: datetime = DEFAULT_DT_FLOOR
+    dt_max_ahead_seconds: float = Field(default=DEFAULT_DT_MAX_AHEAD_S, ge=0)
     # Readings remembered to catch MQTT redeliveries and repeated readings;
     # the same number of tail records per partition is re-read at start.
     dedup_window: int = Field(default=100_000, ge=1000)
@@ -49,3 +60,6 @@ class BridgeSettings(BaseSettings):
 
     health_port: int = 8081  # 0 = no health endpoint
     logging_level: str = "INFO"
+
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds.of(self.dt_floor, self.dt_max_ahead_seconds)

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from mqtt_bridge.contract import DEFAULT_DT_FLOOR, DEFAULT_DT_MAX_AHEAD_S, TimeBounds
 
 
 class StreamSettings(BaseSettings):
@@ -18,6 +22,11 @@ class StreamSettings(BaseSettings):
     kafka_topic_sensors: str = "iot.sensors"
     kafka_topic_1m: str = "iot.readings.1m"
     consumer_group_prefix: str = "iot-archive"
+    # The reading contract's event-time bounds (the bridge and the stream jobs must
+    # agree): dt before DT_FLOOR is dt_too_old, more than DT_MAX_AHEAD_SECONDS after
+    # its receive time is dt_in_future.
+    dt_floor: datetime = DEFAULT_DT_FLOOR
+    dt_max_ahead_seconds: float = Field(default=DEFAULT_DT_MAX_AHEAD_S, ge=0)
     # 1-minute means: a window closes this long after its end (event time); a later
     # reading re-emits it corrected. Checkpoints (and emissions) every commit interval.
     window_lateness_seconds: float = Field(default=5.0, ge=0)
@@ -75,3 +84,6 @@ class StreamSettings(BaseSettings):
         if self.aws_secret_access_key:
             options["secret"] = self.aws_secret_access_key.get_secret_value()
         return options
+
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds.of(self.dt_floor, self.dt_max_ahead_seconds)

@@ -53,14 +53,21 @@ class TableSpec:
         return f"{self.zone}/{self.name}"
 
 
-def _header_ts(rec: Record, name: str) -> int:
-    raw = rec.headers.get(name)
+def received_us_of(headers: dict[str, bytes], timestamp_ms: int) -> int:
+    """When the platform received a record: the bridge's `received_at` header (µs),
+    else the Kafka record time. Every stage judges a reading's event time against
+    this, so they all reach the bridge's verdict. Never raises."""
+    raw = headers.get("received_at")
     if raw is not None:
         try:
             return parse_dt(raw.decode())
         except (InvalidReading, UnicodeDecodeError):
             pass
-    return rec.timestamp_ms * 1000
+    return timestamp_ms * 1000
+
+
+def _header_ts(rec: Record, name: str) -> int:
+    return received_us_of(rec.headers, rec.timestamp_ms)
 
 
 def _dates(ts_us: pa.Array) -> pa.Array:

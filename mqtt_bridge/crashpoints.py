@@ -1,0 +1,69 @@
+"""Named steps of our protocols where a test can make the process die at once.
+
+`IOT_CRASH_AT=<step>` (or `<step>@<n>`: the n-th time the step is reached)
+makes the process call `os._exit(CRASH_EXIT_CODE)` right there: no finally
+blocks, no flush, no goodbye to Kafka or MQTT, as a kill -9 or a power cut
+would. Tests use it to prove that a crash at each step neither loses nor
+doubles an accepted reading or dead letter. Unset (always, in production) a
+step costs one comparison.
+
+The steps, in the order each protocol passes them:
+  bridge.produced         a reading handed to the producer, Kafka has not confirmed it
+  bridge.confirmed        Kafka confirmed a reading, its MQTT ack not yet sent
+  bridge.dead_lettered    Kafka confirmed a dead letter, its MQTT ack not yet sent
+  archive.<table>.pending     a flush recorded its files as pending in the checkpoint
+  archive.<table>.written     the flush's files are written, the checkpoint not moved
+  archive.<table>.committed   the checkpoint moved, Kafka's offsets not yet committed
+  minute.emitted          a checkpoint's emissions are confirmed by Kafka
+  minute.pending          its file is recorded as pending in the checkpoint
+  minute.written          its file is written, the checkpoint not moved
+<table> is readings, sensors or rejected.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+
+CRASH_ENV = "IOT_CRASH_AT"
+CRASH_EXIT_CODE = 70
+
+STEPS = (
+    "bridge.produced",
+    "bridge.confirmed",
+    "bridge.dead_lettered",
+    *(
+        f"archive.{table}.{step}"
+        for table in ("readings", "sensors", "rejected")
+        for step in ("pending", "written", "committed")
+    ),
+    "minute.emitted",
+    "minute.pending",
+    "minute.written",
+)
+
+
+def _target(value: str | None) -> tuple[str, int] | None:
+    if not value:
+        return None
+    step, _, nth = value.partition("@")
+    if step not in STEPS:
+        raise ValueError(f"{CRASH_ENV}={value!r}: unknown step; known steps: {', '.join(STEPS)}")
+    return step, int(nth) if nth else 1
+
+
+_TARGET = _target(os.environ.get(CRASH_ENV))
+_seen = 0
+
+
+def crash_point(step: str) -> None:
+    """Die here, at once, if IOT_CRASH_AT names this step (and this is its n-th pass)."""
+    global _seen
+    if _TARGET is None or _TARGET[0] != step:
+        return
+    _seen += 1
+    if _seen >= _TARGET[1]:
+        logging.getLogger(__name__).critical("%s=%s: exiting now", CRASH_ENV, step)
+        sys.stderr.flush()
+        os._exit(CRASH_EXIT_CODE)
