@@ -7,8 +7,17 @@
   broker resend it; the resend is recognised (see dedup.py) and dropped.
 * Back-pressure: above `max_in_flight` unconfirmed records the MQTT loop waits,
   so a Kafka outage makes the broker queue instead of the bridge's memory grow.
-* Anything that breaks the contract goes to the dead-letter topic with its
-  reason; nothing the broker delivered is dropped without a trace.
+  How long an outage that rides out is depends on Mosquitto's queue limits and
+  the rate: `outage_horizon_s` computes it; it is logged at start.
+* Every message is untrusted. Anything that breaks the contract, anything Kafka
+  refuses for this record alone (too large, bad timestamp), and any exception
+  nobody foresaw while handling one message becomes a dead letter with its
+  reason, and the bridge goes on: no single message can stop it or make it
+  restart in a loop. A dead letter keeps at most `dlq_max_payload_bytes` of its
+  payload, with the full size and SHA-256 in headers. The broker's resends of a
+  message already dead-lettered are dropped (dedup.RecentDigests).
+* Only Kafka itself being away longer than the delivery timeout, or a fatal
+  producer error, stops the bridge (unacknowledged messages are then resent).
 
 One thread drives both clients (paho's loop() and the producer's poll()), so
 acks are written by the thread that owns the MQTT socket and no locks are
@@ -17,32 +26,98 @@ needed (paho's socket is not safe to write from two threads).
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import select
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
 import paho.mqtt.client as mqtt
-from confluent_kafka import KafkaError, Message, Producer
+from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from paho.mqtt.enums import CallbackAPIVersion
 
 from mqtt_bridge.contract import parse_reading
-from mqtt_bridge.dedup import Key, RecentKeys, Verdict
+from mqtt_bridge.crashpoints import crash_point
+from mqtt_bridge.dedup import Key, RecentDigests, RecentKeys, Verdict
 from mqtt_bridge.errors import InvalidReading, KafkaDeliveryError
-from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_partitions
+from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_tail
 from mqtt_bridge.sensors import SensorPublisher
 from mqtt_bridge.settings import BridgeSettings
 
 log = logging.getLogger(__name__)
 
-# librdkafka retries until this passes; a day rides out any Kafka outage we
-# plan for, and the broker's persistent queue holds what arrives meanwhile.
+# librdkafka retries a record until this passes (then the bridge stops and the
+# broker resends). Mosquitto's queue limits usually bound an outage sooner:
+# see outage_horizon_s.
 DELIVERY_TIMEOUT_MS = 24 * 3600 * 1000
 
+# Kafka refused this record, not the cluster: dead-letter it rather than stop.
+RECORD_ERRORS = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+        KafkaError.INVALID_TIMESTAMP,
+        KafkaError._INVALID_ARG,
+    }
+)
+MAX_TOPIC_HEADER = 1024  # MQTT topics may be 64 KiB; the header keeps a prefix
+MAX_REASON = 1024
+
 Headers = list[tuple[str, str | bytes | None]]
+OnDone = Callable[[KafkaError | None], None]
+
+
+def outage_horizon_s(
+    *,
+    max_queued_bytes: int,
+    max_queued_messages: int,
+    readings_per_second: float,
+    payload_bytes: int,
+    max_in_flight: int,
+    delivery_timeout_s: float,
+) -> float:
+    """How long Kafka may be away with nothing lost: the broker queues for the
+    bridge up to its limits (0 = none), the bridge holds `max_in_flight` more,
+    and librdkafka gives up on a record after the delivery timeout."""
+    limits = [delivery_timeout_s]
+    if max_queued_bytes:
+        limits.append(max_queued_bytes / (readings_per_second * payload_bytes))
+    if max_queued_messages:
+        limits.append(max_queued_messages / readings_per_second)
+    held = max_in_flight / readings_per_second
+    return min(delivery_timeout_s, min(limits) + held)
+
+
+def topic_specs(s: BridgeSettings) -> list[TopicSpec]:
+    """The topics the bridge writes, as it creates them."""
+    # The broker refuses record timestamps more than the contract's skew ahead of
+    # its clock: no producer can forge a receive time far in the future.
+    ahead_ms = str(max(60_000, int(s.dt_max_ahead_seconds * 1000)))
+    return [
+        TopicSpec(
+            s.kafka_topic_readings,
+            s.kafka_readings_partitions,
+            {"message.timestamp.after.max.ms": ahead_ms},
+        ),
+        TopicSpec(s.kafka_topic_dlq, 1),
+        TopicSpec(s.kafka_topic_sensors, 1, {"cleanup.policy": "compact"}),
+    ]
+
+
+def topic_bytes(msg: mqtt.MQTTMessage) -> bytes:
+    """The topic as sent (paho's `topic` property decodes it and may raise)."""
+    raw = getattr(msg, "_topic", b"")
+    return raw if isinstance(raw, bytes) else str(raw).encode("utf-8", "replace")
+
+
+def bounded_reason(reason: str) -> bytes:
+    return reason.encode("utf-8", "replace")[:MAX_REASON]
 
 
 @dataclass
@@ -51,8 +126,12 @@ class Stats:
     forwarded: int = 0
     dead_lettered: int = 0
     redeliveries_dropped: int = 0
+    kafka_rejected: int = 0  # records Kafka refused, dead-lettered instead
+    internal_errors: int = 0  # unforeseen exceptions on one message, dead-lettered
+    untraceable: int = 0  # messages not even a bare dead letter could hold (logged)
     in_flight: int = 0
     mqtt_connected: bool = False
+    outage_horizon_s: float = 0.0
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -95,9 +174,12 @@ class Bridge:
         self._stop = threading.Event()
         self._draining = False
         self._received_at = ReceivedAt()
+        self._bounds = settings.time_bounds()
         self._recent = RecentKeys(settings.dedup_window)
+        self._dead = RecentDigests(settings.dead_letter_memory)
         # Reading keys sent to Kafka but not confirmed -> resends waiting for that confirmation.
         self._pending: dict[Key, list[int]] = {}
+        self._errors_logged = 0
 
         config = producer_config(settings)
         self._producer = Producer({**config, "error_cb": self._on_kafka_error})
@@ -118,30 +200,53 @@ class Bridge:
     # -- start-up -------------------------------------------------------------
 
     def prepare(self) -> None:
-        """Create topics and refill the dedup memory from the tail of iot.readings."""
+        """Create topics, refill the dedup memories from the topics' tails, and
+        log how long a Kafka outage can be ridden out."""
         s = self.s
         if s.kafka_create_topics:
-            ensure_topics(
-                s.kafka_bootstrap_servers,
-                [
-                    TopicSpec(s.kafka_topic_readings, s.kafka_readings_partitions),
-                    TopicSpec(s.kafka_topic_dlq, 1),
-                    TopicSpec(s.kafka_topic_sensors, 1, {"cleanup.policy": "compact"}),
-                ],
-            )
+            ensure_topics(s.kafka_bootstrap_servers, topic_specs(s))
         loaded = 0
-        for _key, value in read_partitions(
-            s.kafka_bootstrap_servers, s.kafka_topic_readings, last_n=s.dedup_window
-        ):
-            if value is None:
+        for rec in read_tail(s.kafka_bootstrap_servers, s.kafka_topic_readings, s.dedup_window):
+            if rec.value is None:
                 continue
             try:
-                reading = parse_reading(value, s.max_payload_bytes)
+                reading = parse_reading(rec.value, s.max_payload_bytes)
             except InvalidReading:
                 continue
-            self._recent.remember(reading.key, hash(value))
+            self._recent.remember(reading.key, hash(rec.value))
             loaded += 1
-        log.info("dedup memory refilled with %d readings from %s", loaded, s.kafka_topic_readings)
+        dead = 0
+        for rec in read_tail(s.kafka_bootstrap_servers, s.kafka_topic_dlq, s.dead_letter_memory):
+            sha = rec.headers.get("payload_sha256")
+            digest = sha.decode("ascii", "replace") if sha else _sha256(rec.value or b"")
+            self._dead.remember(rec.headers.get("mqtt_topic") or b"", digest)
+            dead += 1
+        log.info(
+            "dedup memory refilled with %d readings from %s and %d dead letters from %s",
+            loaded,
+            s.kafka_topic_readings,
+            dead,
+            s.kafka_topic_dlq,
+        )
+        horizon = outage_horizon_s(
+            max_queued_bytes=s.broker_max_queued_bytes,
+            max_queued_messages=s.broker_max_queued_messages,
+            readings_per_second=s.planned_readings_per_second,
+            payload_bytes=s.planned_payload_bytes,
+            max_in_flight=s.max_in_flight,
+            delivery_timeout_s=DELIVERY_TIMEOUT_MS / 1000,
+        )
+        self.stats.outage_horizon_s = round(horizon, 1)
+        log.info(
+            "outage horizon: Kafka may be away %.0f min with nothing lost at %.0f readings/s "
+            "of %d B (broker max_queued_bytes=%d, max_queued_messages=%d, in flight %d)",
+            horizon / 60,
+            s.planned_readings_per_second,
+            s.planned_payload_bytes,
+            s.broker_max_queued_bytes,
+            s.broker_max_queued_messages,
+            s.max_in_flight,
+        )
 
     # -- MQTT callbacks (network thread) -------------------------------------
 
@@ -169,35 +274,48 @@ class Bridge:
         if self._draining:
             return  # not acked: the broker resends it to the next session
         self._wait_for_room()
-        payload = bytes(msg.payload)
-        received_us = time.time_ns() // 1000
-        headers: Headers = [
-            ("mqtt_topic", msg.topic.encode()),
-            ("received_at", self._received_at.header(received_us)),
-        ]
-        mid, qos = msg.mid, msg.qos
         self.stats.received += 1
         try:
-            reading = parse_reading(payload, self.s.max_payload_bytes)
+            self._handle(msg)
+        except Exception as exc:  # noqa: BLE001 - one message must never stop the bridge
+            self._unforeseen(msg, exc)
+
+    def _handle(self, msg: mqtt.MQTTMessage) -> None:
+        payload = bytes(msg.payload)
+        topic = topic_bytes(msg)
+        received_us = time.time_ns() // 1000
+        headers: Headers = [
+            ("mqtt_topic", topic[:MAX_TOPIC_HEADER]),
+            ("received_at", self._received_at.header(received_us)),
+        ]
+        mid, qos, dup = msg.mid, msg.qos, bool(msg.dup)
+        try:
+            reading = parse_reading(
+                payload, self.s.max_payload_bytes, received_us=received_us, bounds=self._bounds
+            )
         except InvalidReading as exc:
-            self._dead_letter(payload, headers, exc.reason, mid, qos)
+            self._dead_letter(payload, headers, exc.reason, mid, qos, dup=dup)
             return
-        verdict = self._recent.check(reading.key, hash(payload), bool(msg.dup))
+        verdict = self._recent.check(reading.key, hash(payload), dup)
         if verdict is Verdict.NEW:
             self._pending[reading.key] = []
+            key = reading.key
+
+            def done(err: KafkaError | None) -> None:
+                self._reading_done(err, payload, headers, mid, qos, key)
+
             self._send(
                 self.s.kafka_topic_readings,
                 reading.sensor_id.encode(),
                 payload,
                 headers,
-                mid,
-                qos,
-                reading.key,
+                done,
                 # The record's Kafka timestamp is the receive time (ms): the live SQL
                 # view splits archive and topic at one instant by it (docs/sql.md).
                 received_us // 1000,
             )
             self.stats.forwarded += 1
+            crash_point("bridge.produced")
         elif verdict is Verdict.REDELIVERY:
             self.stats.redeliveries_dropped += 1
             waiting = self._pending.get(reading.key)
@@ -207,21 +325,90 @@ class Bridge:
                 self._ack(mid, qos)
         else:
             reason = f"duplicate: {reading.sensor_id!r} already reported a reading at this dt"
-            self._dead_letter(payload, headers, reason, mid, qos)
+            self._dead_letter(payload, headers, reason, mid, qos, dup=dup)
+
+    def _unforeseen(self, msg: mqtt.MQTTMessage, exc: Exception) -> None:
+        """A dead letter for a message whose handling raised; never raises itself."""
+        self.stats.internal_errors += 1
+        if self._errors_logged < 20:
+            self._errors_logged += 1
+            log.exception("unforeseen error on one MQTT message; dead-lettering it")
+        reason = f"internal_error: {type(exc).__name__}: {exc}"
+        mid, qos = getattr(msg, "mid", 0), getattr(msg, "qos", 1)
+        try:
+            payload = bytes(msg.payload)
+        except Exception:  # noqa: BLE001 - a payload we cannot even copy
+            payload = b""
+        headers: Headers = [("mqtt_topic", topic_bytes(msg)[:MAX_TOPIC_HEADER])]
+        try:
+            self._dead_letter(payload, headers, reason, mid, qos, dup=False)
+        except Exception:  # not even a dead letter: leave a trace in the log
+            self.stats.untraceable += 1
+            log.exception(
+                "could not dead-letter a message (%d bytes, sha256 %s); acknowledging it",
+                len(payload),
+                _sha256(payload),
+            )
+            self._ack(mid, qos)
 
     def _dead_letter(
-        self, payload: bytes, headers: Headers, reason: str, mid: int, qos: int
+        self,
+        payload: bytes,
+        headers: Headers,
+        reason: str,
+        mid: int,
+        qos: int,
+        *,
+        dup: bool,
+        waiting: Key | None = None,
     ) -> None:
+        """Send a message to the dead-letter topic; ack it (and what waits on
+        `waiting`) once Kafka has it. A DUP-flagged resend of a message already
+        dead-lettered is dropped."""
+        sha = _sha256(payload)
+        topic = next((v for k, v in headers if k == "mqtt_topic"), b"")
+        topic = topic if isinstance(topic, bytes) else str(topic or "").encode()
+        if dup and (topic, sha) in self._dead and waiting is None:
+            self.stats.redeliveries_dropped += 1
+            self._ack(mid, qos)
+            return
+        self._dead.remember(topic, sha)
         self.stats.dead_lettered += 1
-        self._send(
-            self.s.kafka_topic_dlq,
-            None,
-            payload,
-            [*headers, ("reason", reason.encode())],
-            mid,
-            qos,
-            None,
-        )
+        limit = self.s.dlq_max_payload_bytes
+        value = payload[:limit]
+        dl_headers: Headers = [
+            *headers,
+            ("reason", bounded_reason(reason)),
+            ("payload_size", str(len(payload)).encode()),
+            ("payload_sha256", sha.encode()),
+        ]
+        if len(payload) > limit:
+            dl_headers.append(("truncated", b"true"))
+
+        def done(err: KafkaError | None) -> None:
+            if err is None:
+                crash_point("bridge.dead_lettered")
+                self._acked(mid, qos, waiting)
+                return
+            if err.code() in RECORD_ERRORS and value:
+                # Kafka refused even the bounded record: keep the trace without the payload.
+                bare: Headers = [
+                    *[h for h in dl_headers if h[0] != "reason"],
+                    ("reason", bounded_reason(f"{reason}; payload not stored: {err.str()}")),
+                    ("truncated", b"true"),
+                ]
+                self._send(self.s.kafka_topic_dlq, None, b"", bare, done_bare)
+                return
+            self._fail(KafkaDeliveryError(f"Kafka refused a dead letter: {err}"))
+
+        def done_bare(err: KafkaError | None) -> None:
+            if err is None:
+                crash_point("bridge.dead_lettered")
+                self._acked(mid, qos, waiting)
+            else:
+                self._fail(KafkaDeliveryError(f"Kafka refused a dead letter: {err}"))
+
+        self._send(self.s.kafka_topic_dlq, None, value, dl_headers, done)
 
     def _send(
         self,
@@ -229,15 +416,16 @@ class Bridge:
         key: bytes | None,
         value: bytes,
         headers: Headers,
-        mid: int,
-        qos: int,
-        reading_key: Key | None,
+        on_done: OnDone,
         timestamp_ms: int = 0,  # 0: the producer's clock
     ) -> None:
-        def delivered(err: KafkaError | None, _msg: Message) -> None:
-            self._on_delivery(err, mid, qos, reading_key)
+        """Hand a record to the producer; `on_done(error)` runs once Kafka answered
+        (now, from here, if the producer refuses it outright)."""
 
-        self.stats.in_flight += 1
+        def delivered(err: KafkaError | None, _msg: Message) -> None:
+            self.stats.in_flight -= 1
+            on_done(err)
+
         while True:
             try:
                 self._producer.produce(
@@ -248,9 +436,14 @@ class Bridge:
                     on_delivery=delivered,
                     timestamp=timestamp_ms,
                 )
+                self.stats.in_flight += 1
                 return
             except BufferError:
                 self._producer.poll(0.05)  # librdkafka's queue is full: let it drain
+            except KafkaException as exc:  # refused before sending, e.g. too large
+                error = exc.args[0] if exc.args and isinstance(exc.args[0], KafkaError) else None
+                on_done(error or KafkaError(KafkaError._INVALID_ARG, str(exc)))
+                return
 
     def _wait_for_room(self) -> None:
         """Back-pressure: while Kafka lags, stop reading MQTT (the broker queues)."""
@@ -259,12 +452,30 @@ class Bridge:
 
     # -- Kafka callbacks (same thread, from poll()) ---------------------------
 
-    def _on_delivery(self, err: KafkaError | None, mid: int, qos: int, key: Key | None) -> None:
-        if err is not None:
-            # Not acked, so MQTT resends it after the restart the supervisor does.
+    def _reading_done(
+        self,
+        err: KafkaError | None,
+        payload: bytes,
+        headers: Headers,
+        mid: int,
+        qos: int,
+        key: Key,
+    ) -> None:
+        if err is None:
+            crash_point("bridge.confirmed")
+            self._acked(mid, qos, key)
+        elif err.code() in RECORD_ERRORS:
+            # This record, not Kafka, is the problem: keep it as a dead letter.
+            self.stats.kafka_rejected += 1
+            self.stats.forwarded -= 1
+            reason = f"kafka_rejected: {err.str()}"
+            self._dead_letter(payload, headers, reason, mid, qos, dup=False, waiting=key)
+        else:
+            # Kafka away past the delivery timeout, or fatal: not acked, so MQTT
+            # resends it after the restart the supervisor does.
             self._fail(KafkaDeliveryError(f"Kafka refused a record: {err}"))
-            return
-        self.stats.in_flight -= 1
+
+    def _acked(self, mid: int, qos: int, key: Key | None) -> None:
         self._ack(mid, qos)
         if key is not None:
             for other in self._pending.pop(key, ()):
@@ -367,3 +578,7 @@ class Bridge:
         if self._draining:
             self._stop.set()
         self._draining = True
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -47,3 +47,26 @@ class RecentKeys:
         if redelivery_flag and known == digest:
             return Verdict.REDELIVERY
         return Verdict.DUPLICATE
+
+
+class RecentDigests:
+    """The last `capacity` dead letters' identities (MQTT topic, payload SHA-256).
+
+    A message the broker resends (DUP flag) after the bridge dead-lettered it but
+    crashed before its ack is recognised here and dropped, so each dead letter
+    is in `iot.readings.dlq` once. A repeat without the DUP flag is a new message."""
+
+    def __init__(self, capacity: int) -> None:
+        self.capacity = capacity
+        self._seen: dict[tuple[bytes, str], None] = {}
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+    def remember(self, topic: bytes, sha256: str) -> None:
+        self._seen[(topic, sha256)] = None
+        if len(self._seen) > self.capacity:
+            del self._seen[next(iter(self._seen))]
+
+    def __contains__(self, identity: tuple[bytes, str]) -> bool:
+        return identity in self._seen

@@ -93,6 +93,65 @@ def read_partitions(
         consumer.close()
 
 
+@dataclass(frozen=True, slots=True)
+class TailRecord:
+    timestamp_ms: int
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    headers: dict[str, bytes | None]
+
+
+def read_tail(bootstrap: str, topic: str, last_n: int) -> list[TailRecord]:
+    """The last `last_n` records of each partition, merged in time order (record
+    timestamp, then partition and offset): the order in which one producer wrote
+    them, so a bounded memory refilled from it forgets what it forgot before a
+    restart, whatever the partitions' lengths."""
+    consumer = Consumer(
+        {
+            "bootstrap.servers": bootstrap,
+            "group.id": "iot-tail-readback",  # never commits: assign() only
+            "enable.auto.commit": False,
+            "enable.partition.eof": True,
+        }
+    )
+    records: list[TailRecord] = []
+    try:
+        meta = consumer.list_topics(topic, timeout=10).topics[topic]
+        assignment, remaining = [], set()
+        for p in meta.partitions:
+            low, high = _watermarks(consumer, TopicPartition(topic, p))
+            start = max(low, high - last_n)
+            if high > start:
+                assignment.append(TopicPartition(topic, p, start))
+                remaining.add(p)
+        if assignment:
+            consumer.assign(assignment)
+        while remaining:
+            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
+                err = msg.error()
+                if err is not None:
+                    if err.code() == KafkaError._PARTITION_EOF:
+                        remaining.discard(msg.partition())
+                        continue
+                    raise KafkaException(err)
+                partition, offset = msg.partition(), msg.offset()
+                if partition is None or offset is None:
+                    continue
+                raw_headers: list[tuple[str, object]] = list(msg.headers() or ())  # type: ignore[arg-type]
+                headers = {k: v if isinstance(v, bytes) else None for k, v in raw_headers}
+                records.append(
+                    TailRecord(
+                        msg.timestamp()[1], partition, offset, msg.key(), msg.value(), headers
+                    )
+                )
+    finally:
+        consumer.close()
+    records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
+    return records
+
+
 def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 60) -> tuple[int, int]:
     """Low and high offsets; a topic created a moment ago may have no leader yet."""
     deadline = time.monotonic() + timeout_s

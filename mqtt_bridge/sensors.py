@@ -3,6 +3,9 @@
 One record per sensor keyed by its id; the value is the sensors.json entry as
 canonical JSON, a removed sensor gets a tombstone (null value). Only what
 differs from the topic is published, so restarts add no spurious versions.
+The topic is untrusted too: a key that is not UTF-8 (written by another
+producer) is held with its bytes intact (surrogateescape) and, not being in
+the file, gets its tombstone like any unknown sensor.
 """
 
 from __future__ import annotations
@@ -48,10 +51,11 @@ class SensorPublisher:
         for key, value in read_partitions(str(producer_config["bootstrap.servers"]), topic):
             if key is None:
                 continue
+            sid = key.decode("utf-8", "surrogateescape")
             if value is None:
-                self._state.pop(key.decode(), None)
+                self._state.pop(sid, None)
             else:
-                self._state[key.decode()] = value
+                self._state[sid] = value
         self._file_digest: bytes | None = None
 
     def poll(self) -> int:
@@ -73,7 +77,9 @@ class SensorPublisher:
         wanted = {sid: sensor_record(s.entry) for sid, s in sensors.items()}
         changes = diff_sensors(self._state, wanted)
         for sid, value in changes:
-            self.producer.produce(self.topic, key=sid.encode(), value=value)
+            self.producer.produce(
+                self.topic, key=sid.encode("utf-8", "surrogateescape"), value=value
+            )
         remaining = self.producer.flush(30)
         if remaining:
             # Not applied: the next poll retries the same changes.
@@ -87,5 +93,9 @@ class SensorPublisher:
 
     def run(self, stop: threading.Event, every_s: float) -> None:
         while not stop.is_set():
-            self.poll()
+            try:
+                self.poll()
+            except Exception:  # retried at the next poll; readings go on
+                self._file_digest = None
+                log.exception("publishing the sensor list failed; retrying")
             stop.wait(every_s)

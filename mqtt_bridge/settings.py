@@ -55,8 +55,23 @@ class BridgeSettings(BaseSettings):
     # Readings remembered to catch MQTT redeliveries and repeated readings;
     # the same number of tail records per partition is re-read at start.
     dedup_window: int = Field(default=100_000, ge=1000)
+    # Dead letters remembered (by MQTT topic and payload hash) to drop the broker's
+    # resends of a message already dead-lettered; refilled from the DLQ's tail at start.
+    dead_letter_memory: int = Field(default=10_000, ge=100)
+    # A dead letter keeps at most this much of its payload (a prefix, with the full
+    # size and SHA-256 in headers): far below Kafka's 1 MB record limit.
+    dlq_max_payload_bytes: int = Field(default=65_536, ge=256, le=900_000)
     # Records handed to Kafka but not yet confirmed; above it the MQTT loop waits.
     max_in_flight: int = Field(default=20_000, ge=1)
+
+    # How long Kafka may be away with nothing lost: Mosquitto queues for the bridge
+    # up to its max_queued_bytes / max_queued_messages (these mirror
+    # mosquitto/mosquitto.conf: keep them equal), at the planned reading rate.
+    # Computed, logged at start and shown on /health (docs/architecture.md).
+    broker_max_queued_bytes: int = Field(default=1_073_741_824, ge=0)
+    broker_max_queued_messages: int = Field(default=0, ge=0)  # 0 = no limit
+    planned_readings_per_second: float = Field(default=2_500.0, gt=0)
+    planned_payload_bytes: int = Field(default=70, gt=0)  # the original format: ~67 B
 
     health_port: int = 8081  # 0 = no health endpoint
     logging_level: str = "INFO"

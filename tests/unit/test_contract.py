@@ -78,3 +78,45 @@ def test_original_sensor_list_parses(original_sensors_json):
 def test_sensor_list_errors_name_the_entry():
     with pytest.raises(ValueError, match="'Sensor 9'"):
         parse_sensors(b'{"Sensor 9": {"lat": 1, "lng": 2, "unit": "C", "type": "t"}}')
+
+
+@pytest.mark.parametrize(
+    "dt",
+    [
+        "0001-01-01T00:30:00+01:00",  # UTC would be year 0
+        "9999-12-31T23:30:00-01:00",  # UTC would be year 10000
+        "2026-01-01T10:00:00" + "0" * 100,
+    ],
+)
+def test_calendar_edges_and_long_text_are_bad_dt_not_a_crash(dt):
+    payload = b'{"id": "S", "dt": "%s", "value": 1}' % dt.encode()
+    with pytest.raises(InvalidReading) as exc:
+        parse_reading(payload, received_us=parse_dt("2026-01-01T10:00:00"))
+    assert exc.value.code == "bad_dt"
+
+
+def test_event_time_is_bounded_by_the_floor_and_the_receive_time():
+    from mqtt_bridge.contract import DEFAULT_BOUNDS, TimeBounds
+
+    received = parse_dt("2026-11-30T12:00:00")
+
+    def verdict(dt, bounds=DEFAULT_BOUNDS):
+        payload = b'{"id": "S", "dt": "%s", "value": 1}' % dt.encode()
+        try:
+            parse_reading(payload, received_us=received, bounds=bounds)
+        except InvalidReading as exc:
+            return exc.code
+        return "ok"
+
+    assert verdict("1999-12-31T23:59:59.999999") == "dt_too_old"
+    assert verdict("2000-01-01T00:00:00") == "ok"
+    assert verdict("2026-11-30T12:05:00") == "ok"  # 5 minutes ahead: clock skew allowed
+    assert verdict("2026-11-30T12:05:00.000001") == "dt_in_future"
+    assert verdict("2026-11-30T15:00:00+03:00") == "ok"  # local time with its offset
+    assert verdict("2026-11-30T15:00:00") == "dt_in_future"  # local time without one
+    assert verdict("9999-12-31T23:59:59") == "dt_in_future"
+    strict = TimeBounds.of(__import__("datetime").datetime(2026, 1, 1), 0)
+    assert verdict("2025-12-31T23:59:59", strict) == "dt_too_old"
+    assert verdict("2026-11-30T12:00:00.000001", strict) == "dt_in_future"
+    # Without a receive time (trusted data) only the floor applies.
+    assert parse_reading(b'{"id": "S", "dt": "9999-01-01T00:00:00", "value": 1}').value == 1
