@@ -61,3 +61,64 @@ def test_dead_letter_memory_is_bounded_and_keyed_by_topic_and_digest():
     assert len(seen) == 100
     assert (b"sensors", "aa") not in seen
     assert (b"t", "149") in seen
+
+
+def test_an_unforeseen_exception_on_one_message_becomes_a_dead_letter(monkeypatch):
+    """The handling of one message raises something nobody foresaw: the bridge
+    dead-letters that message with the error text and goes on."""
+    import paho.mqtt.client as mqtt
+
+    from mqtt_bridge import bridge as bridge_module
+
+    def explode(*_args, **_kwargs):
+        raise RuntimeError("a bug nobody foresaw")
+
+    settings = BridgeSettings(_env_file=None, kafka_bootstrap_servers="127.0.0.1:1", health_port=0)
+    bridge = bridge_module.Bridge(settings)
+    sent = []
+    monkeypatch.setattr(bridge_module, "parse_reading", explode)
+    monkeypatch.setattr(
+        bridge,
+        "_send",
+        lambda topic, key, value, headers, *a, **k: sent.append((topic, value, dict(headers))),
+    )
+    msg = mqtt.MQTTMessage(mid=7, topic=b"sensors/gw")
+    msg.payload = b'{"id": "Sensor 1"}'
+    msg.qos = 1
+    bridge._on_message(None, None, msg)  # must not raise
+    assert bridge.stats.internal_errors == 1
+    ((topic, value, headers),) = sent
+    assert topic == settings.kafka_topic_dlq
+    assert value == b'{"id": "Sensor 1"}'
+    assert headers["reason"].startswith(b"internal_error: RuntimeError: a bug nobody foresaw")
+    assert headers["mqtt_topic"] == b"sensors/gw"
+
+
+def test_a_dead_letter_keeps_a_bounded_prefix_with_size_and_hash(monkeypatch):
+    import hashlib
+
+    import paho.mqtt.client as mqtt
+
+    from mqtt_bridge import bridge as bridge_module
+
+    settings = BridgeSettings(_env_file=None, kafka_bootstrap_servers="127.0.0.1:1", health_port=0)
+    bridge = bridge_module.Bridge(settings)
+    sent = []
+    monkeypatch.setattr(
+        bridge,
+        "_send",
+        lambda topic, key, value, headers, *a, **k: sent.append((value, dict(headers))),
+    )
+    big = b'{"id": "Sensor 1", "pad": "' + b"x" * 2_000_000 + b'"}'
+    msg = mqtt.MQTTMessage(mid=1, topic=b"sensors")
+    msg.payload, msg.qos = big, 1
+    bridge._on_message(None, None, msg)
+    msg.dup = True  # the broker resends it after a crash: the same dead letter, dropped
+    bridge._on_message(None, None, msg)
+    ((value, headers),) = sent
+    assert value == big[: settings.dlq_max_payload_bytes]
+    assert headers["reason"].startswith(b"oversized: ")
+    assert headers["payload_size"] == str(len(big)).encode()
+    assert headers["payload_sha256"] == hashlib.sha256(big).hexdigest().encode()
+    assert headers["truncated"] == b"true"
+    assert bridge.stats.redeliveries_dropped == 1
