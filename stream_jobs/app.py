@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import faust
 from mode import Service
 
-from stream_jobs.archive import Placement, TopicArchiver
+from stream_jobs.archive import SESSION_TIMEOUT_MS, Placement, TopicArchiver
 from stream_jobs.catalog import SqlCatalog, sql_catalog
 from stream_jobs.compaction import CompactedPlacement, Compactor, Metastore
 from stream_jobs.lake import Lake
@@ -37,6 +37,9 @@ app = faust.App(
     web_host="0.0.0.0",
     datadir=settings.datadir,
     topic_replication_factor=1,
+    # A worker that died leaves Faust's own group after this long; Faust's 60 s
+    # default held every restart after a crash for a minute before the jobs began.
+    broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
 )
 
 
@@ -52,7 +55,7 @@ def build_jobs(s: StreamSettings) -> Jobs:
     lake = Lake(s.lake_url, s.storage_options())
     catalog = sql_catalog(s, lake)
     placement: Placement = Placement()
-    if catalog is not None and s.metastore_host:
+    if s.compaction_enabled and catalog is not None and s.metastore_host:
         placement = CompactedPlacement(
             Metastore(s.metastore_host, s.metastore_port), s.raw_schema, lake, s.compact_after_days
         )
@@ -75,6 +78,8 @@ def build_jobs(s: StreamSettings) -> Jobs:
             zstd_level=s.zstd_level,
             on_partition=catalog.partition_added if catalog else None,
             placement=placement,
+            bounds=s.time_bounds(),
+            max_payload_bytes=s.max_payload_bytes,
         )
         for spec, topic in jobs
     ]
@@ -107,6 +112,8 @@ def build_jobs(s: StreamSettings) -> Jobs:
         idle_s=s.window_idle_seconds,
         zstd_level=s.zstd_level,
         on_partition=catalog.partition_added if catalog else None,
+        bounds=s.time_bounds(),
+        max_payload_bytes=s.max_payload_bytes,
     )
     return Jobs(archivers, catalog, compactor, minutes)
 

@@ -10,6 +10,11 @@ How exactly-once holds through a crash at any moment:
 * On (re)start or partition assignment, the files of a pending flush are
   deleted and consumption resumes at the checkpoint's offset. So a record is
   in the archive iff its offset is below the checkpoint: never lost, never twice.
+* Records of the readings topic that the contract rejects (another producer
+  wrote them; the bridge never does) become dead letters in raw.rejected in the
+  same flush, under the same checkpoint: their files are pending with the rest,
+  named after the readings topic, so they never collide with the files of the
+  dead-letter topic's own archiver.
 Kafka's committed offsets follow the checkpoint, for lag monitoring only.
 """
 
@@ -26,12 +31,18 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
+from mqtt_bridge.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
+from mqtt_bridge.crashpoints import crash_point
 from stream_jobs.lake import Lake
-from stream_jobs.tables import Record, TableSpec
+from stream_jobs.tables import REJECTED, Record, Source, TableSpec
 
 log = logging.getLogger(__name__)
 
 ROW_GROUP_ROWS = 128 * 1024
+# A job that died is out of its consumer group after this long, and its restart
+# resumes then (librdkafka's 45 s default made each crash a minute's gap).
+# Heartbeats come from librdkafka's own thread, so a long flush does not count.
+SESSION_TIMEOUT_MS = 10_000
 
 
 # -- pure helpers -------------------------------------------------------------
@@ -120,6 +131,7 @@ class Placement:
 @dataclass
 class ArchiveStats:
     rows: int = 0
+    rejected: int = 0  # records the contract rejected, written to raw.rejected
     files: int = 0
     flushes: int = 0
     last_flush_unix: float = 0.0
@@ -141,9 +153,17 @@ class TopicArchiver:
         clock: Callable[[], float] = time.monotonic,
         on_partition: Callable[[TableSpec, str], None] | None = None,
         placement: Placement | None = None,
+        *,
+        bounds: TimeBounds = DEFAULT_BOUNDS,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        rejected: TableSpec = REJECTED,
     ) -> None:
         self.spec = spec
         self.topic = topic
+        # How records are judged (the contract's bounds and size limit), and where
+        # the ones it rejects go.
+        self.source = Source(topic, bounds, max_payload_bytes)
+        self.rejected = rejected
         self.lake = lake
         self.rotate_rows = rotate_rows
         self.rotate_seconds = rotate_seconds
@@ -157,6 +177,7 @@ class TopicArchiver:
             **consumer_config,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
         }
         self._buffers: dict[int, list[Record]] = {}
         self._opened_at: dict[int, float] = {}
@@ -198,7 +219,22 @@ class TopicArchiver:
         first, last = records[0].offset, records[-1].offset
         name = data_file_name(self.topic, partition, first, last)
         assert self.spec.build is not None, f"{self.spec.name} is not built from records"
-        parts = split_by_partition(self.spec.build(records), self.spec.partition_column)
+        built = self.spec.build(records, self.source)
+        parts = [
+            (self.spec, folder, table)
+            for folder, table in split_by_partition(built.rows, self.spec.partition_column)
+            if table.num_rows
+        ]
+        dead = 0
+        if built.rejected is not None and built.rejected.num_rows:
+            dead = built.rejected.num_rows
+            parts += [
+                (self.rejected, folder, table)
+                for folder, table in split_by_partition(
+                    built.rejected, self.rejected.partition_column
+                )
+                if table.num_rows
+            ]
         ckpt = {
             "topic": self.topic,
             "partition": partition,
@@ -209,22 +245,35 @@ class TopicArchiver:
         # The lock keeps a compaction of a day out while this writes into that day.
         with self.placement.lock:
             rel_paths = [
-                f"{self.placement.relative_dir(self.spec, folder)}/{name}" for folder, _ in parts
+                f"{self.placement.relative_dir(spec, folder)}/{name}" for spec, folder, _ in parts
             ]
             self.lake.write_json(
                 path, {**ckpt, "pending": {"next_offset": last + 1, "files": rel_paths}}
             )
-            for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
+            crash_point(f"archive.{self.spec.name}.pending")
+            for rel, (spec, _folder, table) in zip(rel_paths, parts, strict=True):
                 self.lake.write_atomic(
-                    self.lake.path(rel), parquet_bytes(table, self.spec.sort_by, self.zstd_level)
+                    self.lake.path(rel), parquet_bytes(table, spec.sort_by, self.zstd_level)
                 )
+            crash_point(f"archive.{self.spec.name}.written")
             self.lake.write_json(path, {**ckpt, "next_offset": last + 1})
+            crash_point(f"archive.{self.spec.name}.committed")
         self._next[partition] = last + 1
         if self.on_partition is not None:
-            for folder, _table in parts:
+            for spec, folder, _table in parts:
                 if folder:
-                    self.on_partition(self.spec, folder)
-        self.stats.rows += len(records)
+                    self.on_partition(spec, folder)
+        if dead:
+            log.warning(
+                "%s: %d records of %s partition %d break the reading contract: written to %s",
+                self.spec.name,
+                dead,
+                self.topic,
+                partition,
+                self.rejected.name,
+            )
+        self.stats.rows += len(records)  # archived: as readings or dead letters
+        self.stats.rejected += dead
         self.stats.files += len(parts)
         self.stats.flushes += 1
         self.stats.last_flush_unix = time.time()

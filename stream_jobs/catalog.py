@@ -7,7 +7,14 @@ the archive knows the moment it creates a new date folder, so it registers it
 right then (a query sees a new day within a file rotation); every folder with
 data is visible, including late or clock-skewed days that a projected date
 range would hide; and a sync at start-up (`sync_partition_metadata`, ADD)
-catches anything a crash or an unreachable Trino made it miss.
+catches anything a crash or an unreachable Trino made it miss. When many new
+folders of one table wait at once (a batch of readings spread over many days),
+one sync registers them all instead of a call each.
+
+Columns added to a table after its first release reach an existing installation
+through `ALTER TABLE ... ADD COLUMN IF NOT EXISTS` at start (appended after the
+other data columns; Hive keeps partition columns apart, and Trino reads Parquet
+columns by name, so older files read the new column as null).
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import logging
 import queue
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import pyarrow as pa
@@ -31,6 +38,9 @@ log = logging.getLogger(__name__)
 
 # Trino down, starting, or its metastore unreachable: retried, never fatal.
 UNAVAILABLE = (TrinoError, HttpError, OSError)
+# More new partitions than this of one table waiting: one sync_partition_metadata
+# call registers them all (it lists the table's folders) instead of one call each.
+SYNC_ABOVE = 16
 
 
 def sql_literal(text: str) -> str:
@@ -72,6 +82,21 @@ def create_table_sql(spec: TableSpec, catalog: str, schema: str, location: str) 
         f"CREATE TABLE IF NOT EXISTS {catalog}.{schema}.{spec.name} (\n  {body}\n)\n"
         f"COMMENT {sql_literal(spec.description)}\nWITH ({', '.join(props)})"
     )
+
+
+def add_column_sqls(
+    spec: TableSpec, catalog: str, schema: str, existing: Iterable[str]
+) -> list[str]:
+    """ALTER TABLE ... ADD COLUMN IF NOT EXISTS for each column of `spec` that an
+    existing table lacks (a table created before the column existed)."""
+    have = {c.lower() for c in existing}
+    return [
+        f"ALTER TABLE {catalog}.{schema}.{spec.name} ADD COLUMN IF NOT EXISTS "
+        f"{f.name} {trino_type(f.type)}"
+        + (f" COMMENT {sql_literal(spec.comments[f.name])}" if f.name in spec.comments else "")
+        for f in spec.schema
+        if f.name.lower() not in have
+    ]
 
 
 def view_sqls(catalog: str, raw: str = "raw", curated: str = "curated") -> list[str]:
@@ -175,6 +200,38 @@ class PartitionAdded:
     folder: str  # e.g. "event_date=2026-11-25"
 
 
+@dataclass(frozen=True)
+class Registration:
+    """One step of registering queued partitions: a sync of the whole table, or
+    one register_partition call for a single folder."""
+
+    table: TableSpec
+    items: tuple[PartitionAdded, ...]
+    sync: bool
+
+
+def plan_registrations(
+    items: Sequence[PartitionAdded], sync_above: int = SYNC_ABOVE
+) -> list[Registration]:
+    """Queued partitions -> calls: duplicates dropped, grouped by table in the order
+    first queued; a table with more than `sync_above` new folders gets one
+    sync_partition_metadata, the others one register_partition per folder."""
+    by_table: dict[str, list[PartitionAdded]] = {}
+    seen: set[tuple[str, str]] = set()
+    for item in items:
+        key = (item.table.name, item.folder)
+        if key not in seen:
+            seen.add(key)
+            by_table.setdefault(item.table.name, []).append(item)
+    plan: list[Registration] = []
+    for group in by_table.values():
+        if len(group) > sync_above:
+            plan.append(Registration(group[0].table, tuple(group), sync=True))
+        else:
+            plan.extend(Registration(i.table, (i,), sync=False) for i in group)
+    return plan
+
+
 class SqlCatalog:
     """Keeps the hive catalog in line with the lake. Runs in its own thread: the
     archive never waits for Trino, it only queues the partitions it created."""
@@ -237,6 +294,7 @@ class SqlCatalog:
                     spec, self.catalog, self.schema_of(spec), self.lake.uri(spec.folder)
                 )
             )
+        self.add_missing_columns()
         for sql in view_sqls(self.catalog, self.raw, self.curated):
             self._execute(sql)
         self.ensure_live_view()
@@ -253,6 +311,29 @@ class SqlCatalog:
             self.catalog,
             self.curated,
         )
+
+    def add_missing_columns(self) -> None:
+        """Columns added to a table since an existing installation created it."""
+        rows = self._execute(
+            f"SELECT table_schema, table_name, column_name "
+            f"FROM {self.catalog}.information_schema.columns "
+            f"WHERE table_schema IN ({sql_literal(self.raw)}, {sql_literal(self.curated)})"
+        )
+        columns: dict[tuple[str, str], set[str]] = {}
+        for schema, table, column in rows:
+            columns.setdefault((str(schema), str(table)), set()).add(str(column))
+        for spec in self.tables:
+            schema = self.schema_of(spec)
+            existing = columns.get((schema, spec.name))
+            if existing is None:
+                continue  # not listed (just created, or invisible): nothing to compare
+            for sql in add_column_sqls(spec, self.catalog, schema, existing):
+                log.info("adding a column: %s", sql)
+                try:
+                    self._execute(sql)
+                except TrinoUserError as exc:
+                    # Never block the catalog on it: the table works without the column.
+                    log.error("could not add a column (%s): %s", sql, str(exc).splitlines()[0])
 
     def ensure_live_view(self) -> None:
         """raw.readings_live, when Trino's Kafka catalog has the readings topic."""
@@ -304,6 +385,30 @@ class SqlCatalog:
                 raise
         self._known.add((item.table.name, item.folder))
 
+    def sync(self, step: Registration) -> None:
+        """Register all new folders of a table with one call."""
+        schema = self.schema_of(step.table)
+        self._execute(
+            f"CALL {self.catalog}.system.sync_partition_metadata("
+            f"{sql_literal(schema)}, {sql_literal(step.table.name)}, 'ADD')"
+        )
+        log.info(
+            "registered %d partitions of %s.%s with one sync",
+            len(step.items),
+            schema,
+            step.table.name,
+        )
+        self._known.update((i.table.name, i.folder) for i in step.items)
+
+    def _waiting(self, first: PartitionAdded, limit: int = 100_000) -> list[PartitionAdded]:
+        items = [first]
+        while len(items) < limit:
+            try:
+                items.append(self._queue.get_nowait())
+            except queue.Empty:
+                break
+        return [i for i in items if (i.table.name, i.folder) not in self._known]
+
     def run(self, stop: threading.Event, retry_s: float = 5.0) -> None:
         while not stop.is_set():
             try:
@@ -311,14 +416,21 @@ class SqlCatalog:
                     self.ensure_tables()
                     self.ready.set()
                 try:
-                    item = self._queue.get(timeout=0.5)
+                    first = self._queue.get(timeout=0.5)
                 except queue.Empty:
                     continue
-                try:
-                    self.register(item)
-                except UNAVAILABLE:
-                    self._queue.put(item)  # try again after the pause below
-                    raise
+                plan = plan_registrations(self._waiting(first))
+                for n, step in enumerate(plan):
+                    try:
+                        if step.sync:
+                            self.sync(step)
+                        else:
+                            self.register(step.items[0])
+                    except UNAVAILABLE:
+                        for rest in plan[n:]:  # try again after the pause below
+                            for item in rest.items:
+                                self._queue.put(item)
+                        raise
             except UNAVAILABLE as exc:
                 log.warning(
                     "Trino at %s:%d not usable yet (%s); retrying in %.0f s",

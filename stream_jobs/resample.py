@@ -14,11 +14,24 @@ from its offset: every reading is in its window exactly once. Windows that
 closed before are durable in the lake and are read back if a late reading
 corrects them. Emissions reach Kafka before the checkpoint (at least once): a
 consumer that sees one twice sees the same (sensor_id, window_start, revision).
+
+The windows' clock is ingestion time (docs/resampling.md, "Watermark policy"):
+each record's receive time (the bridge's `received_at` header, else the Kafka
+record time), capped at the job's wall clock plus the contract's max-ahead.
+Late readings are applied at once but emitted at the next checkpoint, one
+revision per corrected window (MinuteWindows.take_corrections); a replay after a
+crash applies them again onto the last durable revision read from the lake.
+
+No record stops the job: an invalid one is counted (`skipped_invalid`; the
+archive job dead-letters it) and any other failure on one record is logged and
+counted (`errors`). Failures of the lake or Kafka themselves still stop it, so
+that the restart replays from the checkpoint instead of losing a reading.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 import uuid
@@ -37,22 +50,44 @@ from confluent_kafka import (
     TopicPartition,
 )
 
-from mqtt_bridge.contract import parse_reading
+from mqtt_bridge.contract import (
+    DEFAULT_BOUNDS,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    TimeBounds,
+    parse_reading,
+)
+from mqtt_bridge.crashpoints import crash_point
 from mqtt_bridge.errors import InvalidReading
 from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_partitions
 from stream_jobs.archive import (
+    SESSION_TIMEOUT_MS,
     checkpoint_name,
     parquet_bytes,
     resume_at_checkpoints,
     split_by_partition,
 )
 from stream_jobs.lake import Lake
-from stream_jobs.tables import READINGS_1M_REVISIONS, TS, TableSpec
+from stream_jobs.tables import READINGS_1M_REVISIONS, TS, TableSpec, received_us_of
 from stream_jobs.windows import MINUTE_US, Agg, Emit, Key, MinuteWindows
 
 log = logging.getLogger(__name__)
 
 SPEC = READINGS_1M_REVISIONS
+# As confluent-kafka returns them: a list of (name, value) pairs, or None.
+HeaderValue = str | bytes | None
+KafkaHeaders = list[tuple[str, HeaderValue]] | dict[str, HeaderValue] | None
+LOGGED_ERRORS = 10  # record failures logged in full; then one a minute
+
+
+def record_received_us(headers: KafkaHeaders, timestamp_ms: int) -> int:
+    """When the platform received a record (stream_jobs.tables.received_us_of)."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    found: dict[str, bytes] = {}
+    for name, raw in pairs:
+        if name == "received_at" and raw is not None:
+            # the last one wins, as in the archive's dict()
+            found = {name: raw.encode() if isinstance(raw, str) else raw}
+    return received_us_of(found, timestamp_ms)
 
 
 def _iso(us: int) -> str:
@@ -99,6 +134,26 @@ def emits_table(emits: list[Emit], emitted_at_us: int) -> pa.Table:
     )
 
 
+def range_of(value: bytes) -> tuple[float, float] | None:
+    """The [min, max] range of a sensors.json entry, or None if it has none usable."""
+    try:
+        doc = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    bounds = doc.get("range") if isinstance(doc, dict) else None
+    if not isinstance(bounds, list) or len(bounds) != 2:
+        return None
+    if not all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds):
+        return None
+    try:
+        lo, hi = float(bounds[0]), float(bounds[1])
+    except OverflowError:  # an integer beyond float
+        return None
+    if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+        return None
+    return lo, hi
+
+
 class SensorRanges:
     """Valid range of each sensor, from the compacted topic iot.sensors."""
 
@@ -106,23 +161,38 @@ class SensorRanges:
         self.bootstrap, self.topic = bootstrap, topic
         self.ranges: dict[str, tuple[float, float]] = {}
         self.refreshed = 0.0
+        self._warned: set[bytes] = set()  # keys already logged as unusable
 
     def refresh(self) -> None:
-        entries: dict[str, bytes | None] = {}
+        """Read the topic again. An entry that is not usable (a key that is not
+        UTF-8, a value that is not a JSON object with a [min, max] range of two
+        numbers) is skipped, logged once per key: its sensor has no known range.
+        Only Kafka failing raises."""
+        entries: dict[bytes, bytes | None] = {}
         for key, value in read_partitions(self.bootstrap, self.topic):
             if key is not None:
-                entries[key.decode()] = value
+                entries[key] = value
         ranges = {}
-        for sid, value in entries.items():
+        for key, value in entries.items():
             if value is None:
-                continue
+                continue  # a tombstone: the sensor was removed
             try:
-                lo, hi = orjson.loads(value)["range"]
-                ranges[sid] = (float(lo), float(hi))
-            except (KeyError, TypeError, ValueError):  # JSONDecodeError is a ValueError
+                sid = key.decode()
+            except UnicodeDecodeError:
+                self._skip(key, "its key is not UTF-8")
                 continue
+            bounds = range_of(value)
+            if bounds is None:
+                self._skip(key, "no JSON object with a range [min, max] of two numbers")
+                continue
+            ranges[sid] = bounds
         self.ranges = ranges
         self.refreshed = time.monotonic()
+
+    def _skip(self, key: bytes, why: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("1m: %s entry %r skipped (%s): no range for it", self.topic, key, why)
 
     def in_range(self, sensor_id: str, value: float) -> bool:
         bounds = self.ranges.get(sensor_id)
@@ -146,18 +216,24 @@ class MinuteJob:
         idle_s: float,
         zstd_level: int,
         on_partition: Callable[[TableSpec, str], None] | None = None,
+        *,
+        bounds: TimeBounds = DEFAULT_BOUNDS,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.lake, self.bootstrap = lake, bootstrap
         self.readings_topic, self.out_topic = readings_topic, out_topic
         self.lateness_us = int(lateness_s * 1e6)
         self.commit_s, self.idle_s, self.zstd_level = commit_s, idle_s, zstd_level
         self.on_partition = on_partition
+        self.bounds = bounds  # the contract's event-time bounds (settings.time_bounds())
+        self.max_payload_bytes = max_payload_bytes  # the contract's size limit, as the bridge's
         self.ranges = SensorRanges(bootstrap, sensors_topic)
         self._consumer_config = {
             "bootstrap.servers": bootstrap,
             "group.id": group,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
+            "session.timeout.ms": SESSION_TIMEOUT_MS,
         }
         self._producer = Producer(
             {
@@ -174,7 +250,16 @@ class MinuteJob:
         self._last_seen: dict[int, float] = {}
         self._durable: dict[int, dict[str, object]] = {}  # last checkpoint written, per partition
         self.recovered = threading.Event()
-        self.stats = {"readings": 0, "emitted": 0, "corrections": 0, "checkpoints": 0}
+        self.stats = {
+            "readings": 0,
+            "late": 0,  # readings whose window had closed: corrections to come
+            "emitted": 0,
+            "corrections": 0,
+            "checkpoints": 0,
+            "skipped_invalid": 0,  # break the contract: the archive dead-letters them
+            "errors": 0,  # records that failed otherwise (logged), skipped
+        }
+        self._last_error_log = 0.0
 
     # closed windows come back from the lake -------------------------------------------
 
@@ -211,6 +296,7 @@ class MinuteJob:
     def recover(self, partition: int) -> int | None:
         windows = MinuteWindows(self.lateness_us, load_closed=self.load_closed)
         self.windows[partition] = windows
+        self._last_seen[partition] = time.monotonic()  # not idle before reading anything
         doc = self.lake.read_json(self._checkpoint_path(partition))
         if doc is None:
             return None
@@ -220,10 +306,21 @@ class MinuteJob:
             doc["pending"] = None
             self.lake.write_json(self._checkpoint_path(partition), doc)
         self._durable[partition] = doc
-        windows.restore(doc["windows"])
+        # A checkpoint of the former event-time clock: capped like a receive time.
+        windows.restore(doc["windows"], clock_cap_us=self._max_clock_us())
         return int(doc["next_offset"])
 
+    def _max_clock_us(self) -> int:
+        """No receive time counts beyond this: a forged one cannot drag the clock."""
+        return time.time_ns() // 1000 + self.bounds.max_ahead_us
+
     def checkpoint(self, partition: int) -> None:
+        # Corrections first: the state written below must have none left over.
+        windows = self.windows.get(partition)
+        corrections = windows.take_corrections() if windows is not None else []
+        if corrections:
+            self._first.setdefault(partition, self._next.get(partition, 0))
+            self._queue(partition, corrections)
         if partition not in self._first:
             return  # nothing read since the last one
         emits = self._pending.pop(partition, [])
@@ -235,6 +332,8 @@ class MinuteJob:
             )
         if self._producer.flush(30):
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "1m emissions not confirmed"))
+        if emits:
+            crash_point("minute.emitted")
         doc = {
             "topic": self.readings_topic,
             "partition": partition,
@@ -258,10 +357,12 @@ class MinuteJob:
                 "windows": MinuteWindows(self.lateness_us).snapshot(),
             }
             self.lake.write_json(path, {**old, "pending": {"files": rel_paths}})
+            crash_point("minute.pending")
             for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
                 self.lake.write_atomic(
                     self.lake.path(rel), parquet_bytes(table, SPEC.sort_by, self.zstd_level)
                 )
+            crash_point("minute.written")
         self.lake.write_json(path, doc)
         self._durable[partition] = doc
         self.stats["checkpoints"] += 1
@@ -290,7 +391,16 @@ class MinuteJob:
             self._durable.pop(tp.partition, None)
         consumer.unassign()
 
-    def apply(self, partition: int, offset: int, value: bytes | None) -> None:
+    def apply(
+        self,
+        partition: int,
+        offset: int,
+        value: bytes | None,
+        headers: KafkaHeaders,
+        timestamp_ms: int,
+    ) -> None:
+        """One record of iot.readings (`headers` and `timestamp_ms` as Kafka gives
+        them: they carry its receive time). Raises only if the lake or Kafka fail."""
         expected = self._next.get(partition)
         if expected is not None and offset < expected:
             return  # applied before the last checkpoint
@@ -298,13 +408,43 @@ class MinuteJob:
         self._next[partition] = offset + 1
         self._last_seen[partition] = time.monotonic()
         try:
-            r = parse_reading(value or b"", max_bytes=len(value or b"") + 1)
+            received_us = record_received_us(headers, timestamp_ms)
+            payload = value or b""
+            # The bridge's verdict, reached again: same contract, same receive time.
+            r = parse_reading(
+                payload, self.max_payload_bytes, received_us=received_us, bounds=self.bounds
+            )
+            windows = self.windows[partition]
+            late = windows.late
+            emits = windows.add(
+                r.sensor_id,
+                r.ts_us,
+                r.value,
+                self.ranges.in_range(r.sensor_id, r.value),
+                # A reading moves the clock no further than its event time and its
+                # receive time (docs/resampling.md, watermark policy).
+                min(r.ts_us, received_us, self._max_clock_us()),
+            )
         except InvalidReading:
-            return  # the bridge never forwards these
-        emits = self.windows[partition].add(
-            r.sensor_id, r.ts_us, r.value, self.ranges.in_range(r.sensor_id, r.value)
-        )
+            self.stats["skipped_invalid"] += 1
+            return
+        except (OSError, KafkaException):
+            raise  # the lake or Kafka, not the record: restart, replay from the checkpoint
+        except Exception:
+            self.stats["errors"] += 1
+            now = time.monotonic()
+            if self.stats["errors"] <= LOGGED_ERRORS or now - self._last_error_log >= 60:
+                self._last_error_log = now
+                log.exception(
+                    "1m: %s[%d]@%d skipped (%d records failed so far)",
+                    self.readings_topic,
+                    partition,
+                    offset,
+                    self.stats["errors"],
+                )
+            return
         self.stats["readings"] += 1
+        self.stats["late"] += windows.late - late
         self._queue(partition, emits)
 
     def _queue(self, partition: int, emits: list[Emit]) -> None:
@@ -313,7 +453,8 @@ class MinuteJob:
         self.stats["corrections"] += sum(1 for e in emits if e.agg.revision > 1)
 
     def tick(self) -> None:
-        """Partitions silent for idle_s: their event clock follows the wall clock."""
+        """Partitions silent for idle_s: their clock follows the wall clock (the
+        time base of receive times)."""
         now = time.monotonic()
         wall_us = time.time_ns() // 1000
         for partition, windows in self.windows.items():
@@ -341,7 +482,9 @@ class MinuteJob:
                         continue
                     partition, offset = msg.partition(), msg.offset()
                     if partition is not None and offset is not None:
-                        self.apply(partition, offset, msg.value())
+                        self.apply(
+                            partition, offset, msg.value(), msg.headers(), msg.timestamp()[1]
+                        )
                 self.tick()
                 now = time.monotonic()
                 if now - last_commit >= self.commit_s:

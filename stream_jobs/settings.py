@@ -7,7 +7,12 @@ from datetime import datetime
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from mqtt_bridge.contract import DEFAULT_DT_FLOOR, DEFAULT_DT_MAX_AHEAD_S, TimeBounds
+from mqtt_bridge.contract import (
+    DEFAULT_DT_FLOOR,
+    DEFAULT_DT_MAX_AHEAD_S,
+    DEFAULT_MAX_PAYLOAD_BYTES,
+    TimeBounds,
+)
 
 
 class StreamSettings(BaseSettings):
@@ -27,6 +32,8 @@ class StreamSettings(BaseSettings):
     # its receive time is dt_in_future.
     dt_floor: datetime = DEFAULT_DT_FLOOR
     dt_max_ahead_seconds: float = Field(default=DEFAULT_DT_MAX_AHEAD_S, ge=0)
+    # The contract's payload limit (the bridge's MAX_PAYLOAD_BYTES: set both alike).
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
     # 1-minute means: a window closes this long after its end (event time); a later
     # reading re-emits it corrected. Checkpoints (and emissions) every commit interval.
     window_lateness_seconds: float = Field(default=5.0, ge=0)
@@ -58,6 +65,10 @@ class StreamSettings(BaseSettings):
     trino_kafka_catalog: str = "kafka"
     live_view_horizon_seconds: int = Field(default=60, ge=1)
 
+    # Compaction of closed days, off by default: it can double a day for good (a crash
+    # right after its partition switch, a wall-clock step back, or a grace period longer
+    # than its interval). Tables move to Iceberg next, which replaces it.
+    compaction_enabled: bool = False
     # The Hive Metastore, for compaction's atomic partition switch ("" = no compaction).
     metastore_host: str = "localhost"
     metastore_port: int = 9083

@@ -1,14 +1,18 @@
 """Tumbling 1-minute windows per sensor on event time, as a pure state machine.
 
-Policy (docs/resampling.md):
+Policy (docs/resampling.md, "Watermark policy"):
 * A reading belongs to the minute of its `dt` (UTC): [start, start + 60 s).
-* Each Kafka partition has an event-time clock: the newest `dt` seen in it. A
-  window closes, and is emitted, once that clock has passed its end plus the
-  allowed lateness. A partition that falls silent has its clock moved on by the
-  wall clock (`idle`), so the last minute before a pause closes too.
-* A reading for a window already emitted is not dropped: the window is updated
-  and emitted again with the next revision; the newest revision is the one that
-  counts (the SQL view shows only it).
+* Each Kafka partition has a clock on *ingestion* time: the newest receive time
+  of its readings (the bridge's stamp; the job caps it at its wall clock plus
+  the contract's max-ahead). A window closes, and is emitted, once that clock
+  has passed its end plus the allowed lateness. No sensor's `dt` moves the
+  clock, so a device whose clock is wrong (or one reading dated 9999) affects
+  its own windows only. A partition that falls silent has its clock moved on by
+  the wall clock (`advance`), so the last minute before a pause closes too.
+* A reading for a window already closed is not dropped: the window is updated
+  and marked for correction; `take_corrections` (at each checkpoint) emits each
+  such window once with the next revision, however many late readings it got.
+  The newest revision is the one that counts (the SQL view shows only it).
 * Readings outside their sensor's range are counted (`out_of_range_count`) but
   kept out of mean, min, max and `count`; a sensor without a known range has
   all its readings in range.
@@ -24,6 +28,8 @@ from dataclasses import asdict, dataclass, replace
 
 MINUTE_US = 60_000_000
 NEVER = 2**63  # a close time no clock reaches
+NO_CLOCK = -(2**62)  # before any reading
+CLOCK_POLICY = "received"  # what the clock of a snapshot measures
 
 Key = tuple[str, int]  # (sensor_id, window start in µs since the epoch)
 
@@ -78,7 +84,7 @@ class MinuteWindows:
         load_closed: Callable[[Key], Agg | None] = lambda _k: None,
     ) -> None:
         self.lateness_us = lateness_us
-        self.clock_us = -(2**62)  # newest event time seen (or pushed by idleness)
+        self.clock_us = NO_CLOCK  # newest receive time seen (or pushed by idleness)
         self.open: dict[Key, Agg] = {}
         self._next_close = NEVER  # earliest close time of the open windows
         # Recently closed windows, so that a late reading can correct them; older
@@ -86,33 +92,44 @@ class MinuteWindows:
         self._closed: OrderedDict[Key, Agg] = OrderedDict()
         self._closed_memory = closed_memory
         self._load_closed = load_closed
+        # Closed windows corrected by late readings, not emitted yet (their Agg
+        # holds the revision last emitted).
+        self._dirty: dict[Key, Agg] = {}
+        # Closed windows emitted since the last take_corrections: not durable yet
+        # where load_closed reads, so never evicted from memory before then.
+        self._unsaved: dict[Key, Agg] = {}
+        self.late = 0  # readings that arrived after their window closed (for stats)
 
     def _closes(self, start_us: int) -> int:
         return start_us + MINUTE_US + self.lateness_us
 
-    def add(self, sensor_id: str, ts_us: int, value: float, in_range: bool = True) -> list[Emit]:
-        """Apply one reading; returns what must be emitted now (a late correction,
-        and the windows its event time closed)."""
+    def add(
+        self, sensor_id: str, ts_us: int, value: float, in_range: bool, received_us: int
+    ) -> list[Emit]:
+        """Apply one reading of event time `ts_us` received at `received_us`.
+
+        The receive time moves the clock first (returned: the windows it closed);
+        then the reading goes into the window of its event time, or, if that window
+        is already closed, corrects it (emitted by the next take_corrections)."""
+        emits = self.advance(received_us) if received_us > self.clock_us else []
         key = (sensor_id, window_start(ts_us))
-        emits: list[Emit] = []
         agg = self.open.get(key)
         if agg is None and self._closes(key[1]) <= self.clock_us:
-            agg = self._closed_window(key) or Agg()  # late: correct and re-emit now
-            agg.add(value, in_range)
-            agg.revision += 1
-            self._remember_closed(key, agg)
-            emits.append(Emit(key[0], key[1], replace(agg)))
-        else:
+            self.late += 1
+            agg = self._dirty.get(key)
             if agg is None:
-                agg = self.open[key] = Agg()
-                self._next_close = min(self._next_close, self._closes(key[1]))
+                agg = self._closed_window(key) or Agg()  # revision 0: never emitted
+                self._dirty[key] = agg
             agg.add(value, in_range)
-        if ts_us > self.clock_us:
-            emits += self.advance(ts_us)
+            return emits
+        if agg is None:
+            agg = self.open[key] = Agg()
+            self._next_close = min(self._next_close, self._closes(key[1]))
+        agg.add(value, in_range)
         return emits
 
     def advance(self, clock_us: int) -> list[Emit]:
-        """Move the event-time clock forward; emit the windows that close."""
+        """Move the clock forward (never back); emit the windows that close."""
         self.clock_us = max(self.clock_us, clock_us)
         if self.clock_us < self._next_close:
             return []  # the common case, per reading: nothing closes yet
@@ -123,17 +140,36 @@ class MinuteWindows:
         emits = []
         for key in due:
             agg = self.open.pop(key)
-            agg.revision += 1
-            self._remember_closed(key, agg)
-            emits.append(Emit(key[0], key[1], replace(agg)))
+            emits.append(self._emit(key, agg))
         self._update_next_close()
         return emits
+
+    def take_corrections(self) -> list[Emit]:
+        """One emission per window corrected since the last call, with the next
+        revision. The job calls it at each checkpoint, so a burst of late readings
+        makes one revision per window and checkpoint; after the checkpoint every
+        emission so far is durable (load_closed finds it)."""
+        emits = [
+            self._emit(key, self._dirty[key])
+            for key in sorted(self._dirty, key=lambda k: (k[1], k[0]))
+        ]
+        self._dirty.clear()
+        self._unsaved.clear()
+        return emits
+
+    def _emit(self, key: Key, agg: Agg) -> Emit:
+        agg.revision += 1
+        self._unsaved[key] = agg
+        self._remember_closed(key, agg)
+        return Emit(key[0], key[1], replace(agg))  # a copy: later changes do not leak
 
     def _update_next_close(self) -> None:
         self._next_close = min((self._closes(k[1]) for k in self.open), default=NEVER)
 
     def _closed_window(self, key: Key) -> Agg | None:
-        agg = self._closed.get(key)
+        agg = self._unsaved.get(key)
+        if agg is None:
+            agg = self._closed.get(key)
         if agg is None:
             agg = self._load_closed(key)
         return agg
@@ -147,15 +183,32 @@ class MinuteWindows:
     # persistence -------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, object]:
-        """What must survive a restart: the clock and the open windows (closed ones
-        are durable where their emissions were stored)."""
+        """What must survive a restart: the clock, the open windows and the
+        corrections not emitted yet (none when taken first, as the job does);
+        windows emitted before are durable where their emissions were stored."""
         return {
+            "clock": CLOCK_POLICY,
             "clock_us": self.clock_us,
             "open": [[k[0], k[1], asdict(a)] for k, a in self.open.items()],
+            "dirty": [[k[0], k[1], asdict(a)] for k, a in self._dirty.items()],
         }
 
-    def restore(self, snap: dict[str, object]) -> None:
-        self.clock_us = int(snap["clock_us"])  # type: ignore[call-overload]
-        entries: Iterable[list[object]] = snap["open"]  # type: ignore[assignment]
-        self.open = {(str(s), int(w)): Agg(**a) for s, w, a in entries}  # type: ignore[arg-type,call-overload]
+    def restore(self, snap: dict[str, object], clock_cap_us: int | None = None) -> None:
+        """Continue from a snapshot. One written before the ingestion-time policy
+        (no "clock" field) has an event-time clock, which one reading could drag
+        into the future: it is capped at `clock_cap_us` (the job passes its wall
+        clock plus the contract's max-ahead)."""
+        clock = int(snap["clock_us"])  # type: ignore[call-overload]
+        if snap.get("clock") != CLOCK_POLICY and clock_cap_us is not None:
+            clock = min(clock, clock_cap_us)
+        self.clock_us = clock
+        self.open = _aggs(snap["open"])
+        self._dirty = _aggs(snap.get("dirty", []))
+        self._unsaved.clear()
+        self._closed.clear()
         self._update_next_close()
+
+
+def _aggs(entries: object) -> dict[Key, Agg]:
+    rows: Iterable[list[object]] = entries  # type: ignore[assignment]
+    return {(str(s), int(w)): Agg(**a) for s, w, a in rows}  # type: ignore[arg-type,call-overload]

@@ -26,7 +26,12 @@ def files_by_day(pipe):
 
 
 def test_compaction_is_atomic_for_queries(brokers, sql, tmp_path):
-    env = {"COMPACT_INTERVAL_SECONDS": "30", "COMPACT_GRACE_SECONDS": "4", "ROTATE_SECONDS": "0.3"}
+    env = {
+        "COMPACTION_ENABLED": "true",
+        "COMPACT_INTERVAL_SECONDS": "30",
+        "COMPACT_GRACE_SECONDS": "4",
+        "ROTATE_SECONDS": "0.3",
+    }
     pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=env).start()
     try:
         pipe.wait_sql_ready()

@@ -50,6 +50,7 @@ def restart(proc: Proc, pipe: Pipeline, crash_at: str | None) -> None:
     proc.start()
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.parametrize("process", sorted(CHAINS))
 def test_a_crash_at_each_step_loses_and_doubles_nothing(process, brokers, sql, tmp_path):
     pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=FAST).start()

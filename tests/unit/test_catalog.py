@@ -46,3 +46,46 @@ def test_live_view_splits_archive_and_topic_at_one_instant():
     assert f"WHERE _timestamp >= {boundary}" in sql
     assert 'FROM kafka."iot"."readings"' in sql
     assert sql.count("UNION ALL") == 1
+
+
+def test_rejected_table_has_the_topic_before_its_partition_column():
+    from stream_jobs.tables import REJECTED
+
+    sql = create_table_sql(REJECTED, "hive", "raw", "file:///lake/raw/rejected")
+    assert "kafka_topic varchar COMMENT" in sql
+    assert (
+        sql.index("kafka_offset bigint")
+        < sql.index("kafka_topic")
+        < sql.index("received_date date")
+    )
+    comment = REJECTED.comments["reason_code"]
+    for code in ("dt_too_old", "dt_in_future", "internal_error", "kafka_rejected", "truncated"):
+        assert code in comment
+
+
+def test_an_existing_table_gets_the_columns_it_lacks():
+    from stream_jobs.catalog import add_column_sqls
+    from stream_jobs.tables import REJECTED
+
+    old = [f.name for f in REJECTED.schema if f.name != "kafka_topic"] + ["received_date"]
+    (sql,) = add_column_sqls(REJECTED, "hive", "raw", old)
+    assert sql.startswith(
+        "ALTER TABLE hive.raw.rejected ADD COLUMN IF NOT EXISTS kafka_topic varchar COMMENT '"
+    )
+    assert add_column_sqls(REJECTED, "hive", "raw", [*old, "KAFKA_TOPIC"]) == []
+
+
+def test_many_new_partitions_of_a_table_are_registered_with_one_sync():
+    from stream_jobs.catalog import PartitionAdded, plan_registrations
+    from stream_jobs.tables import REJECTED
+
+    days = [PartitionAdded(READINGS, f"event_date=2026-01-{d:02d}") for d in range(1, 21)]
+    few = [PartitionAdded(REJECTED, "received_date=2026-01-01")] * 3  # duplicates
+    plan = plan_registrations([*days, *few, days[0]], sync_above=16)
+    assert [(p.table.name, len(p.items), p.sync) for p in plan] == [
+        ("readings", 20, True),
+        ("rejected", 1, False),
+    ]
+    plan = plan_registrations(days[:16], sync_above=16)
+    assert len(plan) == 16 and not any(p.sync for p in plan)
+    assert plan_registrations([]) == []

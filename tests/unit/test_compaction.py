@@ -47,3 +47,12 @@ def test_compacted_files_are_bounded():
     finally:
         compaction.FILE_ROWS = old
     assert [p.num_rows for p in parts] == [4, 4, 2]
+
+
+def test_compaction_is_off_unless_enabled(monkeypatch):
+    from stream_jobs.settings import StreamSettings
+
+    monkeypatch.delenv("COMPACTION_ENABLED", raising=False)
+    assert StreamSettings(_env_file=None).compaction_enabled is False
+    monkeypatch.setenv("COMPACTION_ENABLED", "true")
+    assert StreamSettings(_env_file=None).compaction_enabled is True
