@@ -16,6 +16,7 @@ by record, and a record that still fails becomes a dead letter
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -551,10 +552,27 @@ REJECTED_SCHEMA = pa.schema(
         pa.field("received_at", TS),
         pa.field("kafka_partition", pa.int32()),
         pa.field("kafka_offset", pa.int64()),
-        # Last: an existing installation gets it by ALTER TABLE ADD COLUMN, which appends.
+        # Last: an existing installation gets these by ALTER TABLE ADD COLUMN, which appends.
         pa.field("kafka_topic", pa.string()),
+        pa.field("payload_size", pa.int64()),
+        pa.field("payload_sha256", pa.string()),
     ]
 )
+
+
+def _payload_size(rec: Record) -> int:
+    """The size of the payload as received: the bridge's header when it cut it."""
+    raw = _header(rec.headers, "payload_size")
+    if raw is not None and raw.isdigit() and len(raw) < 19:
+        return int(raw)
+    return len(rec.value or b"")
+
+
+def _payload_sha256(rec: Record) -> str:
+    raw = _header(rec.headers, "payload_sha256")
+    if raw is not None and len(raw) == 64 and all(c in b"0123456789abcdef" for c in raw):
+        return raw.decode("ascii")
+    return hashlib.sha256(rec.value or b"").hexdigest()
 
 
 def _bounded(payload: bytes | None) -> bytes:
@@ -588,6 +606,8 @@ def _rejected_table(
             "kafka_partition": pa.array([rec.partition for rec in records], pa.int32()),
             "kafka_offset": pa.array([rec.offset for rec in records], pa.int64()),
             "kafka_topic": pa.array([source.topic] * len(records), pa.string()),
+            "payload_size": pa.array([_payload_size(rec) for rec in records], pa.int64()),
+            "payload_sha256": pa.array([_payload_sha256(rec) for rec in records], pa.string()),
             "received_date": _dates(received),
         },
         schema=REJECTED.table_schema,
@@ -623,6 +643,8 @@ def build_dead_letters(
                 "kafka_partition": lambda: rec.partition,
                 "kafka_offset": lambda: rec.offset,
                 "kafka_topic": lambda: source.topic,
+                "payload_size": lambda: _payload_size(rec),
+                "payload_sha256": lambda: _payload_sha256(rec),
                 "received_date": lambda: day,
             },
         )
@@ -702,7 +724,7 @@ REJECTED = TableSpec(
         "reason": "Why the message was rejected: '<code>: <detail>'",
         "reason_code": "Stable reason code: not_json, not_object, missing_id, bad_id, "
         "missing_dt, bad_dt, dt_too_old, dt_in_future, missing_value, bad_value, oversized, "
-        "duplicate, kafka_rejected, truncated, internal_error",
+        "duplicate, kafka_rejected, internal_error",
         "payload": "The MQTT payload exactly as received (bytes; at most the first 64 KiB)",
         "payload_text": "The payload as UTF-8 text (invalid bytes replaced)",
         "mqtt_topic": "MQTT topic the message arrived on",
@@ -711,6 +733,10 @@ REJECTED = TableSpec(
         "kafka_topic": "Kafka topic the record was read from: the dead-letter topic for the "
         "bridge's rejections, the readings topic for records that reached it without the "
         "bridge and break the contract",
+        "payload_size": "Size of the payload as received, in bytes (payload keeps at most "
+        "64 KiB of it)",
+        "payload_sha256": "SHA-256 of the whole payload as received (hex): identifies a "
+        "message whose payload was cut",
         "received_date": "UTC date of received_at (partition column)",
     },
 )

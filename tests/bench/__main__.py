@@ -167,7 +167,10 @@ class Publishers:
     CHUNK = 50_000
 
     def __init__(self, port: int, topic: str, n: int, work: Path) -> None:
-        lines = [p + b"\n" for p in payloads(n, datetime.utcnow() - timedelta(minutes=5))]
+        # All in the past (one reading per sensor and second): the contract
+        # refuses a dt more than DT_MAX_AHEAD_SECONDS ahead of its receive time.
+        start = datetime.utcnow() - timedelta(seconds=n // SENSORS + 300)
+        lines = [p + b"\n" for p in payloads(n, start)]
         self.procs = []
         for i in range(0, n, self.CHUNK):
             chunk = work / f"publish.{i}.txt"
