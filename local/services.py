@@ -9,15 +9,19 @@ directories are rewritten.
 from __future__ import annotations
 
 import base64
+import contextlib
 import getpass
 import os
 import re
+import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,7 +129,9 @@ def kafka_libs() -> Path:
 def metastore_home() -> Path:
     """The standalone Hive Metastore: classpath in libs/, schema scripts in scripts/."""
     v = versions()
-    home = CACHE / f"hive-metastore-{v['HIVE_VERSION']}"
+    # The name carries the JDBC driver's version: a cache made before it was added
+    # (or for another version) is not taken for complete.
+    home = CACHE / f"hive-metastore-{v['HIVE_VERSION']}-pgjdbc-{v['POSTGRESQL_JDBC_VERSION']}"
     _maven_classpath(
         home.name,
         ROOT / "hive-metastore" / "pom.xml",
@@ -133,6 +139,7 @@ def metastore_home() -> Path:
             "hive.version": v["HIVE_VERSION"],
             "hadoop.version": v["HADOOP_VERSION"],
             "derby.version": v["DERBY_VERSION"],
+            "postgresql.jdbc.version": v["POSTGRESQL_JDBC_VERSION"],
             "aws.sdk.version": v["AWS_SDK_VERSION"],
         },
     )
@@ -189,6 +196,27 @@ def trino_cli() -> Path:
     return jar
 
 
+def postgres_bin() -> Path:
+    """The newest PostgreSQL server Debian's packages installed."""
+    found = sorted(
+        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
+        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
+    )
+    if not found:
+        raise StackError(
+            "PostgreSQL is missing (the metastore's database): apt-get install postgresql"
+        )
+    return found[-1].parent
+
+
+def as_postgres() -> list[str]:
+    """PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` user
+    (setpriv execs, so signals reach the server itself); as anyone else, as them."""
+    if os.geteuid() != 0:
+        return []
+    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
+
+
 def java_bin() -> str:
     """The machine's default JDK (17) for Kafka and the metastore. JAVA_HOME is not
     consulted on purpose: it may point at the Java 25 that Trino needs and the
@@ -213,6 +241,10 @@ class Stack:
     bridge_health_port: int = 8081
     stream_web_port: int = 6066
     metastore_port: int = 9083
+    postgres_port: int = 5433  # not 5432: a system PostgreSQL may hold that
+    # PostgreSQL's directory (default data/postgres). Every folder above it must be
+    # open to the `postgres` user when the stack runs as root.
+    postgres_dir: Path | None = None
     trino_port: int = 8080
     lake_url: str = ""
     # S3 endpoint and keys, when lake_url is s3://... (else unused)
@@ -225,6 +257,8 @@ class Stack:
 
     def __post_init__(self) -> None:
         self.data = self.data.resolve()
+        if self.postgres_dir is None:
+            self.postgres_dir = self.data / "postgres"
         if not self.lake_url:
             self.lake_url = str(self.data / "lake")
 
@@ -352,10 +386,146 @@ class Stack:
         )
         return out
 
+    # postgresql (the metastore's database) ------------------------------------------
+
+    @property
+    def pg_root(self) -> Path:
+        assert self.postgres_dir is not None
+        return self.postgres_dir
+
+    def _pg_password(self) -> str:
+        """The metastore's database password: METASTORE_DB_PASSWORD, else one made
+        at the first start and kept beside the metastore's data (never committed)."""
+        given = os.environ.get("METASTORE_DB_PASSWORD")
+        if given:
+            return given
+        path = self.data / "metastore" / "db-password"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(24))
+            path.chmod(0o600)
+        return path.read_text().strip()
+
+    def postgres_cmd(self) -> list[str]:
+        return [
+            *as_postgres(),
+            str(postgres_bin() / "postgres"),
+            "-D",
+            str(self.pg_root / "data"),
+            "-c",
+            "listen_addresses=127.0.0.1",
+            "-p",
+            str(self.postgres_port),
+            "-k",
+            str(self.pg_root / "sock"),
+        ]
+
+    def postgres_ready(self) -> bool:
+        return (
+            subprocess.run(
+                [
+                    str(postgres_bin() / "pg_isready"),
+                    "-q",
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.postgres_port),
+                    "-U",
+                    "postgres",
+                ],
+                check=False,
+            ).returncode
+            == 0
+        )
+
+    def postgres_init(self) -> None:
+        """A PostgreSQL cluster in postgres_dir, once (local socket: trust; TCP: password)."""
+        root = self.pg_root
+        if (root / "data" / "PG_VERSION").exists():
+            return
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "sock").mkdir(exist_ok=True)
+        if os.geteuid() == 0:
+            for path in (root, root / "sock"):
+                shutil.chown(path, "postgres", "postgres")
+        root.chmod(0o700)
+        subprocess.run(
+            [
+                *as_postgres(),
+                str(postgres_bin() / "initdb"),
+                "-D",
+                str(root / "data"),
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C.UTF-8",
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
+
+    @contextlib.contextmanager
+    def postgres_running(self) -> Iterator[None]:
+        """PostgreSQL answering for the duration: the running one, or one started
+        for this and stopped after (fast shutdown)."""
+        if self.postgres_ready():
+            yield
+            return
+        proc = subprocess.Popen(
+            self.postgres_cmd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        try:
+            wait_for(self.postgres_ready, 30, "PostgreSQL")
+            yield
+        finally:
+            proc.send_signal(signal.SIGINT)  # fast: TERM waits for every client to leave
+            proc.wait(30)
+
+    def _psql(self, sql: str, database: str = "postgres") -> str:
+        out = subprocess.run(
+            [
+                str(postgres_bin() / "psql"),
+                "-h",
+                str(self.pg_root / "sock"),
+                "-p",
+                str(self.postgres_port),
+                "-U",
+                "postgres",
+                "-d",
+                database,
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-Atq",
+                "-c",
+                sql,
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        return out.stdout.strip()
+
+    def _metastore_database(self) -> None:
+        """The role and database of the metastore (idempotent)."""
+        password = self._pg_password().replace("'", "''")
+        if self._psql("SELECT 1 FROM pg_roles WHERE rolname = 'hive'") != "1":
+            self._psql(f"CREATE ROLE hive LOGIN PASSWORD '{password}'")
+        else:
+            self._psql(f"ALTER ROLE hive PASSWORD '{password}'")
+        if self._psql("SELECT 1 FROM pg_database WHERE datname = 'metastore'") != "1":
+            self._psql("CREATE DATABASE metastore OWNER hive")
+
     def metastore_env(self) -> dict[str, str]:
         return {
             "METASTORE_DB_DIR": str(self.data / "metastore"),
             "METASTORE_HOME": str(metastore_home()),
+            "METASTORE_JDBC_URL": f"jdbc:postgresql://127.0.0.1:{self.postgres_port}/metastore",
+            "METASTORE_JDBC_DRIVER": "org.postgresql.Driver",
+            "METASTORE_DB_USER": "hive",
+            "METASTORE_DB_PASSWORD": self._pg_password(),
         }
 
     def metastore_java(self) -> list[str]:
@@ -365,32 +535,37 @@ class Stack:
             java_bin(),
             "-Xmx512m",
             f"-Dlog4j.configurationFile={conf / 'metastore-log4j2.properties'}",
-            # Derby writes derby.log to the working directory unless told otherwise
-            f"-Dderby.stream.error.file={self.data / 'metastore' / 'derby.log'}",
             "-cp",
             f"{conf}:{metastore_home() / 'libs'}/*",
         ]
 
     def metastore_init(self) -> None:
-        """Create the metastore's Derby schema once (first start of this data directory)."""
+        """The metastore's database and schema, once: PostgreSQL's cluster, role and
+        database, then Hive's schema (PostgreSQL is started for it if not running)."""
+        self.postgres_init()
         db = self.data / "metastore"
-        if (db / "metastore_db").exists():
-            return
         db.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
-            [
-                *self.metastore_java(),
-                "org.apache.hadoop.hive.metastore.tools.schematool.MetastoreSchemaTool",
-                "-initSchema",
-                "-dbType",
-                "derby",
-            ],
-            check=True,
-            cwd=db,
-            env={**os.environ, **self.metastore_env()},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
+        with self.postgres_running():
+            self._metastore_database()
+            # Hive's schema is there once its VERSION table is.
+            tables = "SELECT count(*) FROM pg_tables WHERE tablename = 'VERSION'"
+            ready = self._psql(tables, database="metastore") == "1"
+            if ready:
+                return
+            subprocess.run(
+                [
+                    *self.metastore_java(),
+                    "org.apache.hadoop.hive.metastore.tools.schematool.MetastoreSchemaTool",
+                    "-initSchema",
+                    "-dbType",
+                    "postgres",
+                ],
+                check=True,
+                cwd=db,
+                env={**os.environ, **self.metastore_env()},
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
 
     def metastore_cmd(self) -> list[str]:
         return [
@@ -489,6 +664,7 @@ class Stack:
         """Every service of the stack, in start order."""
         py = sys.executable
         return {
+            "postgres": self.postgres_cmd(),
             "mosquitto": self.mosquitto_cmd(),
             "kafka": self.kafka_cmd(),
             "hive_metastore": self.metastore_cmd(),

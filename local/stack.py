@@ -23,6 +23,7 @@ DATA = ROOT / "data"
 
 # supervisord start order (lower first)
 PRIORITY = {
+    "postgres": 5,  # the metastore's database: first up, last down
     "mosquitto": 10,
     "kafka": 10,
     "hive_metastore": 10,
@@ -70,7 +71,8 @@ def supervisor_conf(s: Stack) -> Path:
             "autorestart=true",
             "startsecs=3",
             "startretries=100",
-            "stopsignal=TERM",
+            # PostgreSQL's TERM waits for every client to leave; INT is its fast shutdown.
+            f"stopsignal={'INT' if name == 'postgres' else 'TERM'}",
             "stopwaitsecs=45",
             "stopasgroup=true",
             "killasgroup=true",
@@ -109,6 +111,7 @@ def health(s: Stack) -> dict[str, bool]:
     bridge = http_json(s.bridge_health_port, "/health")
     jobs = http_json(s.stream_web_port, "/health")
     return {
+        "postgres": s.postgres_ready(),
         "mosquitto": port_open(s.mqtt_port),
         "kafka": s.kafka_ready(),
         "hive_metastore": port_open(s.metastore_port),

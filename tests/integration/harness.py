@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable
@@ -88,6 +90,7 @@ class SqlServices:
     """A Hive Metastore and a Trino on free ports (shared by tests; schemas isolate)."""
 
     stack: Stack
+    postgres: Proc
     metastore: Proc
     trino: Proc
 
@@ -124,8 +127,10 @@ class SqlServices:
         wait_for(self.stack.trino_ready, 120, "trino")
 
     def stop(self) -> None:
-        for p in (self.trino, self.metastore):
+        for p in (self.trino, self.metastore, self.postgres):
             p.stop()
+        assert self.stack.postgres_dir is not None
+        shutil.rmtree(self.stack.postgres_dir, ignore_errors=True)
 
 
 # Trino's Kafka catalog lists its topics at start; tests that query the live view
@@ -144,6 +149,9 @@ def start_sql(
         data,
         kafka_port=kafka_port,
         metastore_port=free_port(),
+        postgres_port=free_port(),
+        # Not under pytest's folders: the `postgres` user must be able to reach it.
+        postgres_dir=Path(tempfile.mkdtemp(prefix="iot-pg-")),
         trino_port=free_port(),
         s3_endpoint=s3_endpoint,
         s3_key=s3_key,
@@ -151,6 +159,9 @@ def start_sql(
         trino_kafka_topics=f"{LIVE_UID}.readings",
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
+    stack.postgres_init()
+    postgres = Proc("postgres", stack.postgres_cmd(), {}, stack.log_dir / "postgres.log").start()
+    wait_for(stack.postgres_ready, 30, "postgres")
     stack.metastore_init()
     metastore = Proc(
         "metastore", stack.metastore_cmd(), stack.metastore_env(), stack.log_dir / "metastore.log"
@@ -158,7 +169,7 @@ def start_sql(
     trino = Proc("trino", stack.trino_cmd(), {}, stack.log_dir / "trino.log").start()
     wait_for(lambda: port_open(stack.metastore_port), 60, "metastore")
     wait_for(stack.trino_ready, 180, "trino")
-    return SqlServices(stack, metastore, trino)
+    return SqlServices(stack, postgres, metastore, trino)
 
 
 @dataclass
