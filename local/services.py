@@ -169,9 +169,11 @@ def metastore_home() -> Path:
 
 
 def trino_home() -> Path:
-    """Trino server with the plugins we use (hive, kafka), from the Maven Central tarball."""
+    """Trino server with the plugins we use, from the Maven Central tarball."""
     v = versions()
-    home = CACHE / f"trino-server-{v['TRINO_VERSION']}"
+    plugins = ("hive", "iceberg", "kafka")
+    # Named by its plugins: a cache trimmed to another set is not taken for this one.
+    home = CACHE / f"trino-server-{v['TRINO_VERSION']}-{'-'.join(plugins)}"
     if (home / ".complete").exists():
         return home
     tarball = _maven_artifact(
@@ -179,10 +181,13 @@ def trino_home() -> Path:
     )
     shutil.rmtree(home, ignore_errors=True)
     # Plugins share jars as hard links, so the whole tarball is unpacked, then trimmed.
+    unpacked = CACHE / f"trino-server-{v['TRINO_VERSION']}"
+    shutil.rmtree(unpacked, ignore_errors=True)
     subprocess.run(["tar", "xzf", str(tarball), "-C", str(CACHE)], check=True)
-    for plugin in (home / "plugin").iterdir():
-        if plugin.name not in ("hive", "kafka"):
+    for plugin in (unpacked / "plugin").iterdir():
+        if plugin.name not in plugins:
             shutil.rmtree(plugin)
+    unpacked.rename(home)
     tarball.unlink()
     (home / ".complete").touch()
     return home
@@ -596,6 +601,7 @@ class Stack:
         if self.s3_key:
             hive.update({"s3.aws-access-key": self.s3_key, "s3.aws-secret-key": self.s3_secret})
         set_properties(out / "catalog" / "hive.properties", hive)
+        set_properties(out / "catalog" / "iceberg.properties", hive)
         set_properties(
             out / "catalog" / "kafka.properties",
             {"kafka.nodes": self.bootstrap, "kafka.table-names": self.trino_kafka_topics},

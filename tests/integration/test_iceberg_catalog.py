@@ -1,0 +1,36 @@
+"""Trino's `iceberg` catalog over our Hive Metastore commits, and compacts while
+it does: what the metastore's move from Derby to PostgreSQL was for (Derby
+refused every Iceberg commit). The tables' move to Iceberg builds on this."""
+
+import uuid
+
+import pytest
+
+pytestmark = pytest.mark.integration
+
+
+def test_iceberg_tables_commit_and_optimize_through_the_metastore(sql, tmp_path):
+    schema = f"iceberg.check_{uuid.uuid4().hex[:8]}"
+    location = tmp_path / "warehouse"
+    location.mkdir()
+    sql.query(f"CREATE SCHEMA {schema} WITH (location = 'file://{location}')")
+    try:
+        sql.query(
+            f"CREATE TABLE {schema}.readings (sensor_id varchar, ts timestamp(6), value double) "
+            "WITH (partitioning = ARRAY['day(ts)'], sorted_by = ARRAY['sensor_id', 'ts'])"
+        )
+        for i in range(3):  # three commits, three snapshots, three files
+            sql.query(
+                f"INSERT INTO {schema}.readings VALUES "
+                f"('Sensor {i}', TIMESTAMP '2026-11-30 10:00:0{i}.123456', {i}.5)"
+            )
+        snapshots = f'SELECT count(*) FROM {schema}."readings$snapshots"'
+        assert sql.query(snapshots) == [[3]]
+        sql.query(f"ALTER TABLE {schema}.readings EXECUTE optimize")
+        assert sql.query(f'SELECT count(*) FROM {schema}."readings$files"') == [[1]]
+        assert sql.query(f"SELECT count(*), sum(value) FROM {schema}.readings") == [[3, 4.5]]
+        ts = sql.query(f"SELECT max(ts) FROM {schema}.readings")[0][0]
+        assert ts.microsecond == 123456
+    finally:
+        sql.query(f"DROP TABLE IF EXISTS {schema}.readings")
+        sql.query(f"DROP SCHEMA IF EXISTS {schema}")
