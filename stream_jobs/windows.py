@@ -2,13 +2,16 @@
 
 Policy (docs/resampling.md, "Watermark policy"):
 * A reading belongs to the minute of its `dt` (UTC): [start, start + 60 s).
-* Each Kafka partition has a clock on *ingestion* time: the newest receive time
-  of its readings (the bridge's stamp; the job caps it at its wall clock plus
-  the contract's max-ahead). A window closes, and is emitted, once that clock
-  has passed its end plus the allowed lateness. No sensor's `dt` moves the
-  clock, so a device whose clock is wrong (or one reading dated 9999) affects
-  its own windows only. A partition that falls silent has its clock moved on by
-  the wall clock (`advance`), so the last minute before a pause closes too.
+* Each Kafka partition has a clock: the largest value the job fed for its
+  readings, which is min(dt, receive time) (the bridge's stamp, capped at the
+  job's wall clock plus the contract's max-ahead): event time, capped by
+  ingestion time. A window closes, and is emitted, once that clock has passed
+  its end plus the allowed lateness. A `dt` ahead of its receive time moves the
+  clock no further than the receive time, so a device whose clock is wrong (or
+  one reading dated 9999) affects its own windows only, while replayed history
+  still closes in event-time order. A partition that falls silent has its
+  clock moved on by the wall clock (`advance`), so the last minute before a
+  pause closes too.
 * A reading for a window already closed is not dropped: the window is updated
   and marked for correction; `take_corrections` (at each checkpoint) emits each
   such window once with the next revision, however many late readings it got.
@@ -106,9 +109,10 @@ class MinuteWindows:
     def add(
         self, sensor_id: str, ts_us: int, value: float, in_range: bool, received_us: int
     ) -> list[Emit]:
-        """Apply one reading of event time `ts_us` received at `received_us`.
+        """Apply one reading of event time `ts_us`; `received_us` is how far it may
+        move the clock (the job passes min(dt, receive time), capped).
 
-        The receive time moves the clock first (returned: the windows it closed);
+        That moves the clock first (returned: the windows it closed);
         then the reading goes into the window of its event time, or, if that window
         is already closed, corrects it (emitted by the next take_corrections)."""
         emits = self.advance(received_us) if received_us > self.clock_us else []
