@@ -34,7 +34,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
 import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
@@ -69,7 +69,7 @@ RECORD_ERRORS = frozenset(
 MAX_TOPIC_HEADER = 1024  # MQTT topics may be 64 KiB; the header keeps a prefix
 MAX_REASON = 1024
 
-Headers = list[tuple[str, str | bytes | None]]
+Headers = list[tuple[str, bytes]]  # every header the bridge writes is bytes
 OnDone = Callable[[KafkaError | None], None]
 
 
@@ -366,8 +366,7 @@ class Bridge:
         `waiting`) once Kafka has it. A DUP-flagged resend of a message already
         dead-lettered is dropped."""
         sha = _sha256(payload)
-        topic = next((v for k, v in headers if k == "mqtt_topic"), b"")
-        topic = topic if isinstance(topic, bytes) else str(topic or "").encode()
+        topic = dict(headers).get("mqtt_topic") or b""
         if dup and (topic, sha) in self._dead and waiting is None:
             self.stats.redeliveries_dropped += 1
             self._ack(mid, qos)
@@ -375,40 +374,28 @@ class Bridge:
         self._dead.remember(topic, sha)
         self.stats.dead_lettered += 1
         limit = self.s.dlq_max_payload_bytes
-        value = payload[:limit]
-        dl_headers: Headers = [
+        base: Headers = [
             *headers,
-            ("reason", bounded_reason(reason)),
             ("payload_size", str(len(payload)).encode()),
             ("payload_sha256", sha.encode()),
         ]
-        if len(payload) > limit:
-            dl_headers.append(("truncated", b"true"))
 
-        def done(err: KafkaError | None) -> None:
-            if err is None:
-                crash_point("bridge.dead_lettered")
-                self._acked(mid, qos, waiting)
-                return
-            if err.code() in RECORD_ERRORS and value:
-                # Kafka refused even the bounded record: keep the trace without the payload.
-                bare: Headers = [
-                    *[h for h in dl_headers if h[0] != "reason"],
-                    ("reason", bounded_reason(f"{reason}; payload not stored: {err.str()}")),
-                    ("truncated", b"true"),
-                ]
-                self._send(self.s.kafka_topic_dlq, None, b"", bare, done_bare)
-                return
-            self._fail(KafkaDeliveryError(f"Kafka refused a dead letter: {err}"))
+        def send(value: bytes, why: str) -> None:
+            def done(err: KafkaError | None) -> None:
+                if err is None:
+                    crash_point("bridge.dead_lettered")
+                    self._acked(mid, qos, waiting)
+                elif err.code() in RECORD_ERRORS and value:
+                    # Kafka refused even the bounded record: keep the trace without the payload.
+                    send(b"", f"{why}; payload not stored: {err.str()}")
+                else:
+                    self._fail(KafkaDeliveryError(f"Kafka refused a dead letter: {err}"))
 
-        def done_bare(err: KafkaError | None) -> None:
-            if err is None:
-                crash_point("bridge.dead_lettered")
-                self._acked(mid, qos, waiting)
-            else:
-                self._fail(KafkaDeliveryError(f"Kafka refused a dead letter: {err}"))
+            cut: Headers = [("truncated", b"true")] if len(value) < len(payload) else []
+            record = [*base, *cut, ("reason", bounded_reason(why))]
+            self._send(self.s.kafka_topic_dlq, None, value, record, done)
 
-        self._send(self.s.kafka_topic_dlq, None, value, dl_headers, done)
+        send(payload[:limit], reason)
 
     def _send(
         self,
@@ -426,13 +413,16 @@ class Bridge:
             self.stats.in_flight -= 1
             on_done(err)
 
+        # No copy on the hot path: the producer's stub wants the wider header type.
+        wire = cast("list[tuple[str, str | bytes | None]]", headers)
+
         while True:
             try:
                 self._producer.produce(
                     topic,
                     value=value,
                     key=key,
-                    headers=headers,
+                    headers=wire,
                     on_delivery=delivered,
                     timestamp=timestamp_ms,
                 )

@@ -50,6 +50,8 @@ def _target(value: str | None) -> tuple[str, int] | None:
     step, _, nth = value.partition("@")
     if step not in STEPS:
         raise ValueError(f"{CRASH_ENV}={value!r}: unknown step; known steps: {', '.join(STEPS)}")
+    if nth and not (nth.isdigit() and int(nth) >= 1):
+        raise ValueError(f"{CRASH_ENV}={value!r}: after '@' comes the pass to crash at, 1 or more")
     return step, int(nth) if nth else 1
 
 

@@ -7,7 +7,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
-from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
 log = logging.getLogger(__name__)
@@ -54,15 +54,13 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 120
                 raise
 
 
-def read_partitions(
-    bootstrap: str, topic: str, last_n: int | None = None
-) -> Iterator[tuple[bytes | None, bytes | None]]:
-    """Yield (key, value) of a topic up to its current end: all of it, or the
-    last `last_n` records of each partition."""
+def _read_to_end(bootstrap: str, topic: str, last_n: int | None) -> Iterator[Message]:
+    """The records of a topic up to its current end: all of it, or the last
+    `last_n` of each partition (partition by partition, each in offset order)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": "iot-bridge-readback",  # never commits: assign() only
+            "group.id": "iot-readback",  # never commits: assign() only
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
@@ -88,9 +86,18 @@ def read_partitions(
                         remaining.discard(msg.partition())
                         continue
                     raise KafkaException(err)
-                yield msg.key(), msg.value()
+                yield msg
     finally:
         consumer.close()
+
+
+def read_partitions(
+    bootstrap: str, topic: str, last_n: int | None = None
+) -> Iterator[tuple[bytes | None, bytes | None]]:
+    """Yield (key, value) of a topic up to its current end: all of it, or the
+    last `last_n` records of each partition."""
+    for msg in _read_to_end(bootstrap, topic, last_n):
+        yield msg.key(), msg.value()
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,46 +115,16 @@ def read_tail(bootstrap: str, topic: str, last_n: int) -> list[TailRecord]:
     timestamp, then partition and offset): the order in which one producer wrote
     them, so a bounded memory refilled from it forgets what it forgot before a
     restart, whatever the partitions' lengths."""
-    consumer = Consumer(
-        {
-            "bootstrap.servers": bootstrap,
-            "group.id": "iot-tail-readback",  # never commits: assign() only
-            "enable.auto.commit": False,
-            "enable.partition.eof": True,
-        }
-    )
-    records: list[TailRecord] = []
-    try:
-        meta = consumer.list_topics(topic, timeout=10).topics[topic]
-        assignment, remaining = [], set()
-        for p in meta.partitions:
-            low, high = _watermarks(consumer, TopicPartition(topic, p))
-            start = max(low, high - last_n)
-            if high > start:
-                assignment.append(TopicPartition(topic, p, start))
-                remaining.add(p)
-        if assignment:
-            consumer.assign(assignment)
-        while remaining:
-            for msg in consumer.consume(num_messages=10_000, timeout=1.0):
-                err = msg.error()
-                if err is not None:
-                    if err.code() == KafkaError._PARTITION_EOF:
-                        remaining.discard(msg.partition())
-                        continue
-                    raise KafkaException(err)
-                partition, offset = msg.partition(), msg.offset()
-                if partition is None or offset is None:
-                    continue
-                raw_headers: list[tuple[str, object]] = list(msg.headers() or ())  # type: ignore[arg-type]
-                headers = {k: v if isinstance(v, bytes) else None for k, v in raw_headers}
-                records.append(
-                    TailRecord(
-                        msg.timestamp()[1], partition, offset, msg.key(), msg.value(), headers
-                    )
-                )
-    finally:
-        consumer.close()
+    records = []
+    for msg in _read_to_end(bootstrap, topic, last_n):
+        partition, offset = msg.partition(), msg.offset()
+        if partition is None or offset is None:
+            continue
+        raw_headers: list[tuple[str, object]] = list(msg.headers() or ())  # type: ignore[arg-type]
+        headers = {k: v if isinstance(v, bytes) else None for k, v in raw_headers}
+        records.append(
+            TailRecord(msg.timestamp()[1], partition, offset, msg.key(), msg.value(), headers)
+        )
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     return records
 

@@ -20,7 +20,24 @@ DEFAULT_SENSORS_FILE = (
 )
 
 
-class BridgeSettings(BaseSettings):
+class ContractSettings(BaseSettings):
+    """The reading contract's settings, declared once: the bridge judges messages by
+    them and the stream jobs judge records by them again, so both read the same
+    environment variables (MAX_PAYLOAD_BYTES, DT_FLOOR, DT_MAX_AHEAD_SECONDS)."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
+    # dt before DT_FLOOR is dt_too_old; more than DT_MAX_AHEAD_SECONDS after its
+    # receive time is dt_in_future.
+    dt_floor: datetime = DEFAULT_DT_FLOOR
+    dt_max_ahead_seconds: float = Field(default=DEFAULT_DT_MAX_AHEAD_S, ge=0)
+
+    def time_bounds(self) -> TimeBounds:
+        return TimeBounds.of(self.dt_floor, self.dt_max_ahead_seconds)
+
+
+class BridgeSettings(ContractSettings):
     """Environment variables of `python -m mqtt_bridge` (names are the upper-case fields)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -46,12 +63,6 @@ class BridgeSettings(BaseSettings):
     sensors_file: Path = DEFAULT_SENSORS_FILE
     sensors_poll_seconds: float = 5.0
 
-    max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES
-    # The reading contract's event-time bounds (the bridge and the stream jobs must
-    # agree): dt before DT_FLOOR is dt_too_old, more than DT_MAX_AHEAD_SECONDS after
-    # its receive time is dt_in_future.
-    dt_floor: datetime = DEFAULT_DT_FLOOR
-    dt_max_ahead_seconds: float = Field(default=DEFAULT_DT_MAX_AHEAD_S, ge=0)
     # Readings remembered to catch MQTT redeliveries and repeated readings;
     # the same number of tail records per partition is re-read at start.
     dedup_window: int = Field(default=100_000, ge=1000)
@@ -75,6 +86,3 @@ class BridgeSettings(BaseSettings):
 
     health_port: int = 8081  # 0 = no health endpoint
     logging_level: str = "INFO"
-
-    def time_bounds(self) -> TimeBounds:
-        return TimeBounds.of(self.dt_floor, self.dt_max_ahead_seconds)

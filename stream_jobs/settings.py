@@ -2,20 +2,13 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import SettingsConfigDict
 
-from mqtt_bridge.contract import (
-    DEFAULT_DT_FLOOR,
-    DEFAULT_DT_MAX_AHEAD_S,
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    TimeBounds,
-)
+from mqtt_bridge.settings import ContractSettings
 
 
-class StreamSettings(BaseSettings):
+class StreamSettings(ContractSettings):
     """Environment variables of `python -m stream_jobs` (names are the upper-case fields)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -27,13 +20,6 @@ class StreamSettings(BaseSettings):
     kafka_topic_sensors: str = "iot.sensors"
     kafka_topic_1m: str = "iot.readings.1m"
     consumer_group_prefix: str = "iot-archive"
-    # The reading contract's event-time bounds (the bridge and the stream jobs must
-    # agree): dt before DT_FLOOR is dt_too_old, more than DT_MAX_AHEAD_SECONDS after
-    # its receive time is dt_in_future.
-    dt_floor: datetime = DEFAULT_DT_FLOOR
-    dt_max_ahead_seconds: float = Field(default=DEFAULT_DT_MAX_AHEAD_S, ge=0)
-    # The contract's payload limit (the bridge's MAX_PAYLOAD_BYTES: set both alike).
-    max_payload_bytes: int = Field(default=DEFAULT_MAX_PAYLOAD_BYTES, ge=1)
     # 1-minute means: a window closes this long after its end (event time); a later
     # reading re-emits it corrected. Checkpoints (and emissions) every commit interval.
     window_lateness_seconds: float = Field(default=5.0, ge=0)
@@ -95,6 +81,3 @@ class StreamSettings(BaseSettings):
         if self.aws_secret_access_key:
             options["secret"] = self.aws_secret_access_key.get_secret_value()
         return options
-
-    def time_bounds(self) -> TimeBounds:
-        return TimeBounds.of(self.dt_floor, self.dt_max_ahead_seconds)

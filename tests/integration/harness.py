@@ -133,6 +133,15 @@ class SqlServices:
         shutil.rmtree(self.stack.postgres_dir, ignore_errors=True)
 
 
+# Settings that close 1-minute windows and rotate files within seconds, for tests
+# that watch the figures of a few real-time minutes.
+FAST_WINDOWS = {
+    "WINDOW_LATENESS_SECONDS": "1",
+    "WINDOW_IDLE_SECONDS": "2",
+    "WINDOW_COMMIT_SECONDS": "1",
+    "ROTATE_SECONDS": "1",
+}
+
 # Trino's Kafka catalog lists its topics at start; tests that query the live view
 # run their pipeline with this uid (Pipeline(uid=LIVE_UID)).
 LIVE_UID = "live"
@@ -250,11 +259,12 @@ class Pipeline:
         )
         return self.sql_services.query(query)
 
-    def health(self) -> dict[str, Any]:
+    def health(self, port_env: str = "WEB_PORT") -> dict[str, Any]:
+        """A service's /health: the stream jobs' (WEB_PORT) or the bridge's (HEALTH_PORT)."""
         import json
         import urllib.request
 
-        url = f"http://127.0.0.1:{self.env['WEB_PORT']}/health"
+        url = f"http://127.0.0.1:{self.env[port_env]}/health"
         with urllib.request.urlopen(url, timeout=5) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
 

@@ -13,16 +13,10 @@ import pytest
 from iot_data_generator.readings import reading_payload
 from local.services import wait_for
 from mqtt_bridge.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
-from tests.integration.harness import Pipeline, Proc, mqtt_publish, wait_exit
+from tests.integration.harness import FAST_WINDOWS, Pipeline, Proc, mqtt_publish, wait_exit
 
 pytestmark = pytest.mark.integration
 
-FAST = {
-    "WINDOW_LATENESS_SECONDS": "1",
-    "WINDOW_IDLE_SECONDS": "2",
-    "WINDOW_COMMIT_SECONDS": "1",
-    "ROTATE_SECONDS": "1",
-}
 CHAINS = {
     "bridge": [s for s in STEPS if s.startswith("bridge.")],
     "jobs": [
@@ -53,7 +47,7 @@ def restart(proc: Proc, pipe: Pipeline, crash_at: str | None) -> None:
 @pytest.mark.timeout(900)
 @pytest.mark.parametrize("process", sorted(CHAINS))
 def test_a_crash_at_each_step_loses_and_doubles_nothing(process, brokers, sql, tmp_path):
-    pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=FAST).start()
+    pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=FAST_WINDOWS).start()
     try:
         pipe.wait_sql_ready()
         proc = pipe.bridge if process == "bridge" else pipe.jobs

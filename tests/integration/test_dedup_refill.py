@@ -52,6 +52,9 @@ def test_refill_keeps_the_newest_readings_of_a_short_partition(brokers):
         reading(1, i, 60_000 - i)
         reading(2, i, 60_000 - i)
     newest = [reading(0, i, 1_000 - i) for i in range(10)]
+    # Dead letters another producer wrote, with headers the refill must survive.
+    for headers in ([("payload_sha256", b"\xff\xfe")], [("mqtt_topic", None)], []):
+        producer.produce(settings.kafka_topic_dlq, value=None, headers=headers)
     dead = [b"broken %d" % i for i in range(150)]
     for payload in dead:
         producer.produce(

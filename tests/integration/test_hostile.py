@@ -17,16 +17,10 @@ from mqtt_bridge.bridge import topic_specs
 from mqtt_bridge.contract import parse_reading
 from mqtt_bridge.kafka_io import ensure_topics
 from mqtt_bridge.settings import BridgeSettings
-from tests.integration.harness import Pipeline, mqtt_publish
+from tests.integration.harness import FAST_WINDOWS, Pipeline, mqtt_publish
 
 pytestmark = pytest.mark.integration
 
-FAST = {
-    "WINDOW_LATENESS_SECONDS": "1",
-    "WINDOW_IDLE_SECONDS": "2",
-    "WINDOW_COMMIT_SECONDS": "1",
-    "ROTATE_SECONDS": "1",
-}
 GOOD = ("Sensor 1", "Sensor 2", "Sensor 3")  # in the default sensors.json, ranges known
 
 
@@ -53,7 +47,7 @@ def produce_direct(bootstrap: str, topic: str, records: list[dict]) -> list[Kafk
 
 
 def test_hostile_messages_become_dead_letters_and_stop_nothing(brokers, tmp_path):
-    pipe = Pipeline(brokers, tmp_path, env_extra=FAST)
+    pipe = Pipeline(brokers, tmp_path, env_extra=FAST_WINDOWS)
     env = pipe.env
     settings = BridgeSettings(
         _env_file=None,
@@ -205,4 +199,11 @@ def _run(pipe: Pipeline, settings: BridgeSettings) -> None:
     # Nothing restarted.
     assert pipe.bridge.alive and pipe.bridge.p.pid == bridge_pid
     assert pipe.jobs.alive and pipe.jobs.p.pid == jobs_pid
-    assert pipe.health()["healthy"]
+    # ... and each stage counted what it turned away.
+    bridge = pipe.health("HEALTH_PORT")
+    assert bridge["dead_lettered"] == len(hostile_mqtt)
+    assert (bridge["internal_errors"], bridge["untraceable"]) == (0, 0)
+    jobs = pipe.health()
+    assert jobs["archive"]["readings"]["rejected"] == len(hostile_direct)
+    assert jobs["readings_1m"]["skipped_invalid"] == len(hostile_direct)
+    assert jobs["readings_1m"]["errors"] == 0

@@ -387,3 +387,37 @@ def test_crash_points_are_passed_in_protocol_order(tmp_path, monkeypatch):
     a.flush(0)
     assert passed == [f"archive.readings.{s}" for s in ("pending", "written", "committed")]
     assert all(step in STEPS for step in passed)
+
+
+@pytest.mark.parametrize(
+    ("size", "sha"),
+    [
+        (b"-1", b"zz"),
+        (b"9" * 30, b"A" * 64),  # too long for a size; upper-case is not our hex
+        (b"\xff\xfe", b"\xff" * 64),
+        (b"", b""),
+        (None, None),
+    ],
+)
+def test_hostile_size_and_hash_headers_fall_back_to_the_payloads_own(size, sha):
+    import hashlib
+
+    from stream_jobs.tables import Record, build_rejected
+
+    headers = {"reason": b"not_json: x"}
+    if size is not None:
+        headers["payload_size"] = size
+    if sha is not None:
+        headers["payload_sha256"] = sha
+    (row,) = build_rejected([Record(0, 0, 1_000, None, b"abc", headers)]).rows.to_pylist()
+    assert row["payload_size"] == 3
+    assert row["payload_sha256"] == hashlib.sha256(b"abc").hexdigest()
+
+
+def test_the_bridges_size_and_hash_headers_are_kept_for_a_cut_payload():
+    from stream_jobs.tables import Record, build_rejected
+
+    sha = b"0" * 64
+    headers = {"reason": b"oversized: x", "payload_size": b"2000000", "payload_sha256": sha}
+    (row,) = build_rejected([Record(0, 0, 1_000, None, b"abc", headers)]).rows.to_pylist()
+    assert (row["payload_size"], row["payload_sha256"]) == (2_000_000, sha.decode())

@@ -122,3 +122,33 @@ def test_a_dead_letter_keeps_a_bounded_prefix_with_size_and_hash(monkeypatch):
     assert headers["payload_sha256"] == hashlib.sha256(big).hexdigest().encode()
     assert headers["truncated"] == b"true"
     assert bridge.stats.redeliveries_dropped == 1
+
+
+def test_a_dead_letter_kafka_refuses_is_sent_again_without_its_payload(monkeypatch):
+    import paho.mqtt.client as mqtt
+    from confluent_kafka import KafkaError
+
+    from mqtt_bridge import bridge as bridge_module
+
+    settings = BridgeSettings(_env_file=None, kafka_bootstrap_servers="127.0.0.1:1", health_port=0)
+    bridge = bridge_module.Bridge(settings)
+    sent = []
+
+    def send(topic, key, value, headers, on_done, *a, **k):
+        sent.append((value, dict(headers)))
+        on_done(KafkaError(KafkaError.MSG_SIZE_TOO_LARGE) if len(sent) == 1 else None)
+
+    monkeypatch.setattr(bridge, "_send", send)
+    acked = []
+    monkeypatch.setattr(bridge, "_ack", lambda mid, qos: acked.append(mid))
+    msg = mqtt.MQTTMessage(mid=9, topic=b"sensors")
+    msg.payload, msg.qos = b"not json", 1
+    bridge._on_message(None, None, msg)
+    (first, first_headers), (second, headers) = sent
+    assert first == b"not json" and "truncated" not in first_headers
+    assert second == b""
+    assert headers["reason"].startswith(b"not_json: ")
+    assert b"; payload not stored: " in headers["reason"]
+    assert headers["truncated"] == b"true"
+    assert headers["payload_size"] == b"8"
+    assert acked == [9] and bridge.fatal is None

@@ -120,3 +120,31 @@ def test_event_time_is_bounded_by_the_floor_and_the_receive_time():
     assert verdict("2026-11-30T12:00:00.000001", strict) == "dt_in_future"
     # Without a receive time (trusted data) only the floor applies.
     assert parse_reading(b'{"id": "S", "dt": "9999-01-01T00:00:00", "value": 1}').value == 1
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [("DT_FLOOR", "yesterday"), ("DT_MAX_AHEAD_SECONDS", "-1"), ("MAX_PAYLOAD_BYTES", "0")],
+)
+def test_bad_contract_settings_stop_both_services_at_start(monkeypatch, name, value):
+    from pydantic import ValidationError
+
+    from mqtt_bridge.settings import BridgeSettings
+    from stream_jobs.settings import StreamSettings
+
+    monkeypatch.setenv(name, value)
+    for settings in (BridgeSettings, StreamSettings):
+        with pytest.raises(ValidationError):
+            settings(_env_file=None)
+
+
+def test_the_bridge_and_the_stream_jobs_read_one_contract(monkeypatch):
+    from mqtt_bridge.settings import BridgeSettings
+    from stream_jobs.settings import StreamSettings
+
+    monkeypatch.setenv("DT_FLOOR", "2020-01-01T00:00:00")
+    monkeypatch.setenv("DT_MAX_AHEAD_SECONDS", "60")
+    bridge = BridgeSettings(_env_file=None).time_bounds()
+    assert bridge == StreamSettings(_env_file=None).time_bounds()
+    assert bridge.max_ahead_us == 60_000_000
+    assert bridge.floor_us == parse_dt("2020-01-01T00:00:00")
