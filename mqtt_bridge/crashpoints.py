@@ -11,13 +11,14 @@ The steps, in the order each protocol passes them:
   bridge.produced         a reading handed to the producer, Kafka has not confirmed it
   bridge.confirmed        Kafka confirmed a reading, its MQTT ack not yet sent
   bridge.dead_lettered    Kafka confirmed a dead letter, its MQTT ack not yet sent
-  archive.<table>.pending     a flush recorded its files as pending in the checkpoint
-  archive.<table>.written     the flush's files are written, the checkpoint not moved
-  archive.<table>.committed   the checkpoint moved, Kafka's offsets not yet committed
-  minute.emitted          a checkpoint's emissions are confirmed by Kafka
-  minute.pending          its file is recorded as pending in the checkpoint
-  minute.written          its file is written, the checkpoint not moved
-<table> is readings, sensors or rejected.
+  minute.emitted             a checkpoint's emissions are confirmed by Kafka
+  iceberg.<table>.written    a commit's files are written, the commit not begun
+  iceberg.<table>.metadata   in the metastore commit: the new metadata file is
+                             written, the metastore not switched to it (its lock held)
+  iceberg.<table>.committed  the commit landed, the job has not taken note
+  compaction.<table>.written a compaction's new file is written, not swapped in
+  expiry.<table>.start       snapshot expiry and orphan removal about to run
+<table> is readings, sensors, rejected or readings_1m_revisions.
 """
 
 from __future__ import annotations
@@ -33,14 +34,18 @@ STEPS = (
     "bridge.produced",
     "bridge.confirmed",
     "bridge.dead_lettered",
-    *(
-        f"archive.{table}.{step}"
-        for table in ("readings", "sensors", "rejected")
-        for step in ("pending", "written", "committed")
-    ),
     "minute.emitted",
-    "minute.pending",
-    "minute.written",
+    *(
+        f"{step}".replace("<t>", table)
+        for table in ("readings", "sensors", "rejected", "readings_1m_revisions")
+        for step in (
+            "iceberg.<t>.written",
+            "iceberg.<t>.metadata",
+            "iceberg.<t>.committed",
+            "compaction.<t>.written",
+            "expiry.<t>.start",
+        )
+    ),
 )
 
 

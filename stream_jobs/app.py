@@ -18,13 +18,14 @@ from typing import Any, Protocol
 import faust
 from mode import Service
 
-from stream_jobs.archive import SESSION_TIMEOUT_MS, Placement, TopicArchiver
+from stream_jobs.archive import SESSION_TIMEOUT_MS, TopicArchiver
 from stream_jobs.catalog import SqlCatalog, sql_catalog
-from stream_jobs.compaction import CompactedPlacement, Compactor, Metastore
+from stream_jobs.iceberg import IcebergTable, connect
 from stream_jobs.lake import Lake
+from stream_jobs.maintenance import Maintenance, MaintenancePolicy
 from stream_jobs.resample import MinuteJob
 from stream_jobs.settings import StreamSettings
-from stream_jobs.tables import READINGS, REJECTED, SENSORS
+from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
 
 log = logging.getLogger(__name__)
 
@@ -46,76 +47,92 @@ app = faust.App(
 @dataclass
 class Jobs:
     archivers: list[TopicArchiver]
-    catalog: SqlCatalog | None
-    compactor: Compactor | None
     minutes: MinuteJob
+    catalog: SqlCatalog | None
+    maintenance: Maintenance
 
 
 def build_jobs(s: StreamSettings) -> Jobs:
     lake = Lake(s.lake_url, s.storage_options())
-    catalog = sql_catalog(s, lake)
-    placement: Placement = Placement()
-    if s.compaction_enabled and catalog is not None and s.metastore_host:
-        placement = CompactedPlacement(
-            Metastore(s.metastore_host, s.metastore_port), s.raw_schema, lake, s.compact_after_days
+    namespaces = {"raw": s.raw_schema, "curated": s.curated_schema}
+
+    def table(spec: TableSpec) -> IcebergTable:
+        """A table handle of its own (a Thrift connection is not shared by threads)."""
+        return IcebergTable(
+            spec,
+            catalog=connect(
+                f"thrift://{s.metastore_host}:{s.metastore_port}", lake, s.iceberg_s3()
+            ),
+            lake=lake,
+            namespaces=namespaces,
+            zstd_level=s.zstd_level,
         )
-    jobs = [
-        (READINGS, s.kafka_topic_readings),
-        (SENSORS, s.kafka_topic_sensors),
-        (REJECTED, s.kafka_topic_dlq),
-    ]
+
+    def consumer(name: str) -> dict[str, object]:
+        return {
+            "bootstrap.servers": s.kafka_bootstrap_servers,
+            "group.id": f"{s.consumer_group_prefix}.{name}",
+        }
+
+    common = {
+        "rotate_rows": s.rotate_rows,
+        "rotate_seconds": s.rotate_seconds,
+        "bounds": s.time_bounds(),
+        "max_payload_bytes": s.max_payload_bytes,
+    }
     archivers = [
         TopicArchiver(
-            spec,
-            topic,
-            lake,
-            {
-                "bootstrap.servers": s.kafka_bootstrap_servers,
-                "group.id": f"{s.consumer_group_prefix}.{spec.name}",
-            },
-            rotate_rows=s.rotate_rows,
-            rotate_seconds=s.rotate_seconds,
-            zstd_level=s.zstd_level,
-            on_partition=catalog.partition_added if catalog else None,
-            placement=placement,
-            bounds=s.time_bounds(),
-            max_payload_bytes=s.max_payload_bytes,
-        )
-        for spec, topic in jobs
+            table(READINGS),
+            s.kafka_topic_readings,
+            consumer_config=consumer(READINGS.name),
+            rejected=table(REJECTED),
+            **common,  # type: ignore[arg-type]
+        ),
+        TopicArchiver(
+            table(SENSORS),
+            s.kafka_topic_sensors,
+            consumer_config=consumer(SENSORS.name),
+            **common,  # type: ignore[arg-type]
+        ),
+        TopicArchiver(
+            table(REJECTED),
+            s.kafka_topic_dlq,
+            consumer_config=consumer(REJECTED.name),
+            **common,  # type: ignore[arg-type]
+        ),
     ]
-    compactor = None
-    if catalog is not None and isinstance(placement, CompactedPlacement):
-        sql_ready = catalog.ready
-
-        def ready() -> bool:
-            return sql_ready.is_set() and all(a.recovered.is_set() for a in archivers)
-
-        compactor = Compactor(
-            lake,
-            placement,
-            [spec for spec, _ in jobs if spec.partition_column],
-            interval_s=s.compact_interval_seconds,
-            grace_s=s.compact_grace_seconds,
-            min_files=s.compact_min_files,
-            zstd_level=s.zstd_level,
-            wait_for=ready,
-        )
     minutes = MinuteJob(
-        lake,
-        s.kafka_bootstrap_servers,
-        f"{s.consumer_group_prefix}.readings_1m",
-        s.kafka_topic_readings,
-        s.kafka_topic_sensors,
-        s.kafka_topic_1m,
+        table(READINGS_1M_REVISIONS),
+        bootstrap=s.kafka_bootstrap_servers,
+        group=f"{s.consumer_group_prefix}.readings_1m",
+        readings_topic=s.kafka_topic_readings,
+        sensors_topic=s.kafka_topic_sensors,
+        out_topic=s.kafka_topic_1m,
         lateness_s=s.window_lateness_seconds,
         commit_s=s.window_commit_seconds,
         idle_s=s.window_idle_seconds,
-        zstd_level=s.zstd_level,
-        on_partition=catalog.partition_added if catalog else None,
         bounds=s.time_bounds(),
         max_payload_bytes=s.max_payload_bytes,
     )
-    return Jobs(archivers, catalog, compactor, minutes)
+
+    def tables_ready() -> bool:
+        return all(a.recovered.is_set() for a in archivers) and minutes.recovered.is_set()
+
+    catalog = sql_catalog(s, wait_for=tables_ready)
+    maintenance = Maintenance(
+        [table(spec) for spec in (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS)],
+        sql=catalog.execute if catalog is not None else None,
+        policy=MaintenancePolicy(
+            interval_s=s.maintenance_interval_seconds,
+            target_rows=s.compact_target_rows,
+            min_files=s.compact_min_files,
+            snapshot_retention_s=s.snapshot_retention_seconds,
+            orphan_retention_s=s.orphan_retention_seconds,
+        ),
+        catalog=s.trino_catalog,
+        wait_for=tables_ready,
+    )
+    return Jobs(archivers, minutes, catalog, maintenance)
 
 
 class Job(Protocol):
@@ -160,25 +177,24 @@ JOBS = build_jobs(settings)
 class ArchiveJobs(ThreadedJobs):
     def __init__(self, **kwargs: Any) -> None:
         jobs: list[tuple[str, Job]] = [(a.spec.name, a) for a in JOBS.archivers]
-        if JOBS.catalog is not None:
-            jobs.append(("sql-catalog", JOBS.catalog))
-        if JOBS.compactor is not None:
-            jobs.append(("compaction", JOBS.compactor))
         jobs.append(("readings-1m", JOBS.minutes))
+        if JOBS.catalog is not None:
+            jobs.append(("sql-views", JOBS.catalog))
+        jobs.append(("maintenance", JOBS.maintenance))
         super().__init__(jobs, **kwargs)
 
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
-    catalog, compactor = JOBS.catalog, JOBS.compactor
+    catalog = JOBS.catalog
     return web.json(
         {
             "healthy": True,
-            "archive": {a.spec.name: a.stats.__dict__ for a in JOBS.archivers},
-            "sql_catalog": "off"
+            "archive": {a.spec.name: a.stats.as_dict() for a in JOBS.archivers},
+            "sql_views": "off"
             if catalog is None
             else ("ready" if catalog.ready.is_set() else "waiting"),
-            "compactions": None if compactor is None else compactor.compactions,
+            "maintenance": JOBS.maintenance.stats,
             "readings_1m": JOBS.minutes.stats,
         }
     )

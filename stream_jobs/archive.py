@@ -1,21 +1,17 @@
-"""Archive a Kafka topic as Parquet files in the lake, exactly once.
+"""Archive a Kafka topic into an Iceberg table, exactly once.
 
-How exactly-once holds through a crash at any moment:
-* A file holds a contiguous offset range of one Kafka partition and is named by
-  it: `<topic>+<partition>+<first>+<last>.parquet` (one per date folder).
-* Per topic-partition a checkpoint (`_checkpoints/<table>/<topic>+<p>.json`)
-  says the next offset to archive. A flush first records its files as pending
-  in the checkpoint, then writes them (each atomically), then moves the
-  checkpoint on and clears pending.
-* On (re)start or partition assignment, the files of a pending flush are
-  deleted and consumption resumes at the checkpoint's offset. So a record is
-  in the archive iff its offset is below the checkpoint: never lost, never twice.
-* Records of the readings topic that the contract rejects (another producer
-  wrote them; the bridge never does) become dead letters in raw.rejected in the
-  same flush, under the same checkpoint: their files are pending with the rest,
-  named after the readings topic, so they never collide with the files of the
-  dead-letter topic's own archiver.
-Kafka's committed offsets follow the checkpoint, for lag monitoring only.
+How exactly-once holds through a crash at any moment (stream_jobs.iceberg):
+* Records are buffered per Kafka partition; every ROTATE_SECONDS (or ROTATE_ROWS)
+  the buffers become Parquet files, one per day, and one commit adds them to the
+  table together with the next offset of each partition they cover.
+* On (re)start or partition assignment, consumption resumes at the offsets the
+  table holds. A record is in the table iff its offset is below them: never lost,
+  never twice. Files of a commit that did not land are orphans, never read.
+* Records of the readings topic that the contract rejects (another producer wrote
+  them; the bridge never does) go to raw.rejected in the same flush. That table
+  holds its own offsets for the readings topic and is committed first: after a
+  crash between the two commits the replay skips the dead letters it already has.
+Kafka's committed offsets follow the table, for lag monitoring only.
 """
 
 from __future__ import annotations
@@ -23,109 +19,35 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from mqtt_bridge.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
-from mqtt_bridge.crashpoints import crash_point
-from stream_jobs.lake import Lake
-from stream_jobs.tables import REJECTED, Record, Source, TableSpec
+from stream_jobs.iceberg import IcebergTable, offset_properties
+from stream_jobs.tables import Record, Source
 
 log = logging.getLogger(__name__)
 
-ROW_GROUP_ROWS = 128 * 1024
 # A job that died is out of its consumer group after this long, and its restart
 # resumes then (librdkafka's 45 s default made each crash a minute's gap).
 # Heartbeats come from librdkafka's own thread, so a long flush does not count.
 SESSION_TIMEOUT_MS = 10_000
 
 
-# -- pure helpers -------------------------------------------------------------
-
-
-def data_file_name(topic: str, partition: int, first: int, last: int) -> str:
-    return f"{topic}+{partition}+{first:019d}+{last:019d}.parquet"
-
-
-def checkpoint_name(topic: str, partition: int) -> str:
-    return f"{topic}+{partition}.json"
-
-
-def split_by_partition(table: pa.Table, column: str | None) -> list[tuple[str, pa.Table]]:
-    """(Hive folder, rows without the partition column) for each value of `column`."""
-    if column is None:
-        return [("", table)]
-    values = table.column(column)
-    rest = table.drop_columns([column])
-    parts = []
-    for value in pc.unique(values).to_pylist():
-        mask = pc.equal(values, pa.scalar(value, values.type))
-        folder = (
-            f"{column}={value.isoformat() if value is not None else '__HIVE_DEFAULT_PARTITION__'}"
-        )
-        parts.append((folder, rest.filter(mask)))
-    return sorted(parts, key=lambda p: p[0])
-
-
-def resume_at_checkpoints(
-    partitions: list[TopicPartition],
-    recover: Callable[[int], int | None],
-    next_offsets: dict[int, int],
-) -> None:
-    """Point each assigned partition at the offset its checkpoint holds (recover()
-    also cleans up what a crash left), or at the beginning when it has none."""
-    for tp in partitions:
-        next_offset = recover(tp.partition)
-        tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
-        if next_offset is not None:
-            next_offsets[tp.partition] = next_offset
-
-
-def parquet_bytes(table: pa.Table, sort_by: tuple[str, ...], zstd_level: int) -> bytes:
-    """Rows sorted for compression (a sensor's readings side by side), zstd.
-
-    Timestamps and offsets grow steadily within a sensor, so they are stored as
-    deltas (DELTA_BINARY_PACKED): with realistic receive times this halves the
-    bytes per reading against dictionary encoding (16.8 -> 9.3 B, measured)."""
-    if sort_by:
-        table = table.sort_by([(c, "ascending") for c in sort_by])
-    delta = [
-        f.name for f in table.schema if pa.types.is_timestamp(f.type) or pa.types.is_int64(f.type)
-    ]
-    sink = pa.BufferOutputStream()
-    pq.write_table(
-        table,
-        sink,
-        compression="zstd",
-        compression_level=zstd_level,
-        use_dictionary=[c for c in table.column_names if c not in delta],
-        column_encoding=dict.fromkeys(delta, "DELTA_BINARY_PACKED"),
-        write_statistics=True,
-        # Row groups of ~128k rows: with rows sorted by sensor, a query for one
-        # sensor skips the groups whose sensor_id min/max exclude it.
-        row_group_size=ROW_GROUP_ROWS,
-    )
-    return bytes(sink.getvalue().to_pybytes())
-
-
-# -- the loop -----------------------------------------------------------------
-
-
-class Placement:
-    """Where the archive writes a partition's files. Without compaction: always the
-    partition's folder (compaction.CompactedPlacement knows better). The lock
-    serialises a flush and a compaction."""
-
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
-
-    def relative_dir(self, spec: TableSpec, folder: str) -> str:
-        return f"{spec.folder}/{folder}" if folder else spec.folder
+def since(rows: pa.Table, floors: Mapping[int, int]) -> pa.Table:
+    """The rows whose (kafka_partition, kafka_offset) is at or past the partition's
+    floor (partitions without one: all): what a table does not hold yet."""
+    if not floors or rows.num_rows == 0:
+        return rows
+    part, offset = rows.column("kafka_partition"), rows.column("kafka_offset")
+    keep = pc.invert(pc.is_in(part, pa.array(list(floors), pa.int32())))
+    for p, floor in floors.items():
+        keep = pc.or_(keep, pc.and_(pc.equal(part, p), pc.greater_equal(offset, floor)))
+    return rows.filter(pc.fill_null(keep, True))
 
 
 @dataclass
@@ -133,44 +55,38 @@ class ArchiveStats:
     rows: int = 0
     rejected: int = 0  # records the contract rejected, written to raw.rejected
     files: int = 0
-    flushes: int = 0
-    last_flush_unix: float = 0.0
+    commits: int = 0
+    last_commit_unix: float = 0.0
     assigned: list[int] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, object]:
+        return dict(self.__dict__)
 
 
 class TopicArchiver:
-    """Consumes one topic in batches and writes it to one table of the lake."""
+    """Consumes one topic in batches and commits it to one Iceberg table (and the
+    records the contract rejects to raw.rejected)."""
 
     def __init__(
         self,
-        spec: TableSpec,
+        table: IcebergTable,
         topic: str,
-        lake: Lake,
-        consumer_config: dict[str, object],
+        *,
+        consumer_config: Mapping[str, object],
         rotate_rows: int,
         rotate_seconds: float,
-        zstd_level: int,
+        rejected: IcebergTable | None = None,
         clock: Callable[[], float] = time.monotonic,
-        on_partition: Callable[[TableSpec, str], None] | None = None,
-        placement: Placement | None = None,
-        *,
         bounds: TimeBounds = DEFAULT_BOUNDS,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
-        rejected: TableSpec = REJECTED,
     ) -> None:
-        self.spec = spec
-        self.topic = topic
+        self.table, self.spec, self.topic = table, table.spec, topic
         # How records are judged (the contract's bounds and size limit), and where
         # the ones it rejects go.
         self.source = Source(topic, bounds, max_payload_bytes)
         self.rejected = rejected
-        self.lake = lake
-        self.rotate_rows = rotate_rows
-        self.rotate_seconds = rotate_seconds
-        self.zstd_level = zstd_level
+        self.rotate_rows, self.rotate_seconds = rotate_rows, rotate_seconds
         self.clock = clock
-        self.on_partition = on_partition  # told of each Hive folder a flush wrote to
-        self.placement = placement or Placement()
         self.recovered = threading.Event()  # set once its partitions are assigned and recovered
         self.stats = ArchiveStats()
         self._consumer_config = {
@@ -181,130 +97,86 @@ class TopicArchiver:
         }
         self._buffers: dict[int, list[Record]] = {}
         self._opened_at: dict[int, float] = {}
-        self._next: dict[int, int] = {}
+        self._next: dict[int, int] = {}  # next offset to archive, per assigned partition
+        self._rejected_from: dict[int, int] = {}  # raw.rejected holds this topic below these
         self._consumer: Consumer | None = None
+        self._stop = threading.Event()
 
-    # checkpoints ---------------------------------------------------------------
+    # recovery ---------------------------------------------------------------------
 
-    def _checkpoint_path(self, partition: int) -> str:
-        return self.lake.path(
-            "_checkpoints", self.spec.name, checkpoint_name(self.topic, partition)
-        )
-
-    def recover(self, partition: int) -> int | None:
-        """Undo a half-done flush; return the next offset to archive (None: from the start)."""
-        path = self._checkpoint_path(partition)
-        doc = self.lake.read_json(path)
-        if doc is None:
-            return None
-        pending = doc.get("pending")
-        if pending:
-            for rel in pending["files"]:
-                self.lake.delete(self.lake.path(rel))
-            log.warning(
-                "%s: rolled back an unfinished flush of partition %d (%d files)",
-                self.spec.name,
-                partition,
-                len(pending["files"]),
-            )
-            doc["pending"] = None
-            self.lake.write_json(path, doc)
-        return int(doc["next_offset"])
-
-    def flush(self, partition: int) -> None:
-        records = self._buffers.pop(partition, [])
-        self._opened_at.pop(partition, None)
-        if not records:
-            return
-        first, last = records[0].offset, records[-1].offset
-        name = data_file_name(self.topic, partition, first, last)
-        assert self.spec.build is not None, f"{self.spec.name} is not built from records"
-        built = self.spec.build(records, self.source)
-        parts = [
-            (self.spec, folder, table)
-            for folder, table in split_by_partition(built.rows, self.spec.partition_column)
-            if table.num_rows
-        ]
-        dead = 0
-        if built.rejected is not None and built.rejected.num_rows:
-            dead = built.rejected.num_rows
-            parts += [
-                (self.rejected, folder, table)
-                for folder, table in split_by_partition(
-                    built.rejected, self.rejected.partition_column
-                )
-                if table.num_rows
-            ]
-        ckpt = {
-            "topic": self.topic,
-            "partition": partition,
-            "next_offset": self._next.get(partition, first),
-            "pending": None,
-        }
-        path = self._checkpoint_path(partition)
-        # The lock keeps a compaction of a day out while this writes into that day.
-        with self.placement.lock:
-            rel_paths = [
-                f"{self.placement.relative_dir(spec, folder)}/{name}" for spec, folder, _ in parts
-            ]
-            self.lake.write_json(
-                path, {**ckpt, "pending": {"next_offset": last + 1, "files": rel_paths}}
-            )
-            crash_point(f"archive.{self.spec.name}.pending")
-            for rel, (spec, _folder, table) in zip(rel_paths, parts, strict=True):
-                self.lake.write_atomic(
-                    self.lake.path(rel), parquet_bytes(table, spec.sort_by, self.zstd_level)
-                )
-            crash_point(f"archive.{self.spec.name}.written")
-            self.lake.write_json(path, {**ckpt, "next_offset": last + 1})
-            crash_point(f"archive.{self.spec.name}.committed")
-        self._next[partition] = last + 1
-        if self.on_partition is not None:
-            for spec, folder, _table in parts:
-                if folder:
-                    self.on_partition(spec, folder)
-        if dead:
-            log.warning(
-                "%s: %d records of %s partition %d break the reading contract: written to %s",
-                self.spec.name,
-                dead,
-                self.topic,
-                partition,
-                self.rejected.name,
-            )
-        self.stats.rows += len(records)  # archived: as readings or dead letters
-        self.stats.rejected += dead
-        self.stats.files += len(parts)
-        self.stats.flushes += 1
-        self.stats.last_flush_unix = time.time()
-        if self._consumer is not None:
-            self._consumer.commit(
-                offsets=[TopicPartition(self.topic, partition, last + 1)], asynchronous=True
-            )
-
-    # consumer callbacks ----------------------------------------------------------
+    def recover(self) -> dict[int, int]:
+        """The offsets the tables hold (re-read from the metastore)."""
+        committed = self.table.offsets(self.topic)
+        self._rejected_from = self.rejected.offsets(self.topic) if self.rejected else {}
+        return committed
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        resume_at_checkpoints(partitions, self.recover, self._next)
+        committed = self.recover()
+        for tp in partitions:
+            tp.offset = committed.get(tp.partition, OFFSET_BEGINNING)
+            if tp.partition in committed:
+                self._next[tp.partition] = committed[tp.partition]
         consumer.assign(partitions)
         self.recovered.set()
         self.stats.assigned = sorted({*self.stats.assigned, *(tp.partition for tp in partitions)})
         log.info(
             "%s: archiving %s partitions %s",
-            self.spec.name,
+            self.table.ident,
             self.topic,
             [(tp.partition, tp.offset) for tp in partitions],
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        self.flush()
         for tp in partitions:
-            self.flush(tp.partition)
             self._next.pop(tp.partition, None)
         consumer.unassign()
         revoked = {tp.partition for tp in partitions}
         self.stats.assigned = [p for p in self.stats.assigned if p not in revoked]
 
-    # run -------------------------------------------------------------------------
+    # flush --------------------------------------------------------------------------
+
+    def flush(self) -> None:
+        """Everything buffered: files, then one commit per table with the offsets."""
+        buffers, self._buffers, self._opened_at = self._buffers, {}, {}
+        records = [r for part in sorted(buffers) for r in buffers[part]]
+        if not records:
+            return
+        next_offsets = {p: recs[-1].offset + 1 for p, recs in buffers.items() if recs}
+        offsets = offset_properties(self.topic, next_offsets)
+        assert self.spec.build is not None, f"{self.spec.name} is not built from records"
+        built = self.spec.build(records, self.source)
+        dead = 0
+        if self.rejected is not None and built.rejected is not None:
+            dead = built.rejected.num_rows
+            new = since(built.rejected, self._rejected_from)
+            # Committed first, so that it never lags the readings' offsets.
+            files = self.rejected.write(new) if new.num_rows else []
+            if files:
+                self.rejected.commit(files, offsets, stop=self._stop)
+                self._rejected_from.update(next_offsets)
+            self.stats.files += len(files)
+        files = self.table.write(built.rows)
+        self.table.commit(files, offsets, stop=self._stop)
+        self._next.update(next_offsets)
+        if dead:
+            log.warning(
+                "%s: %d records of %s break the reading contract: written to %s",
+                self.table.ident,
+                dead,
+                self.topic,
+                self.rejected.ident if self.rejected else "-",
+            )
+        self.stats.rows += len(records)  # archived: as rows or dead letters
+        self.stats.rejected += dead
+        self.stats.files += len(files)
+        self.stats.commits += 1
+        self.stats.last_commit_unix = time.time()
+        if self._consumer is not None:
+            self._consumer.commit(
+                offsets=[TopicPartition(self.topic, p, o) for p, o in next_offsets.items()],
+                asynchronous=True,
+            )
 
     def add(self, records: list[Record]) -> None:
         now = self.clock()
@@ -318,14 +190,22 @@ class TopicArchiver:
             buf.append(rec)
 
     def flush_due(self, force: bool = False) -> None:
+        """One flush of every partition once any of them is full or old enough."""
         now = self.clock()
-        for partition in list(self._buffers):
-            full = len(self._buffers[partition]) >= self.rotate_rows
-            old = now - self._opened_at.get(partition, now) >= self.rotate_seconds
-            if force or full or old:
-                self.flush(partition)
+        due = force or any(
+            len(buf) >= self.rotate_rows or now - self._opened_at.get(p, now) >= self.rotate_seconds
+            for p, buf in self._buffers.items()
+        )
+        if due:
+            self.flush()
+
+    # run ----------------------------------------------------------------------------
 
     def run(self, stop: threading.Event) -> None:
+        self._stop = stop
+        tables = [self.table] + ([self.rejected] if self.rejected else [])
+        if not all(t.wait_ready(stop) for t in tables):
+            return
         consumer = Consumer(self._consumer_config)
         self._consumer = consumer
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
@@ -354,6 +234,7 @@ class TopicArchiver:
                     )
                 self.add(records)
                 self.flush_due()
+            self._stop = threading.Event()  # the last flush must land, not give up
             self.flush_due(force=True)  # graceful stop: leave nothing half-archived
         finally:
             self._consumer = None

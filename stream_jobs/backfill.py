@@ -2,11 +2,11 @@
 
 For load and query benchmarks: N sensors, one reading each every INTERVAL
 seconds, for DAYS days ending yesterday (UTC), written as the archive writes
-readings (same columns, same Parquet layout, one file per day named
-`backfill+<date>.parquet`, so a re-run replaces rather than adds). The payloads
-are in the generator's format; the Kafka lineage columns are null (these rows
-never went through Kafka) and mqtt_topic is 'backfill'. New days are
-registered in the SQL catalog when Trino is configured.
+readings (same columns, same Parquet layout, one file per day), each day one
+Iceberg commit that also deletes the day's earlier backfill rows, so a re-run
+replaces rather than adds. The payloads are in the generator's format; the Kafka
+lineage columns are null (these rows never went through Kafka) and mqtt_topic is
+'backfill'.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.compute as pc
+from pyiceberg.expressions import And
 
-from stream_jobs.archive import parquet_bytes
-from stream_jobs.catalog import UNAVAILABLE, sql_catalog
+from stream_jobs.iceberg import IcebergTable, connect, equal
 from stream_jobs.lake import Lake
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, TS
@@ -64,6 +64,7 @@ def day_of_readings(day: date, sensors: int, interval_s: int, seed: int) -> pa.T
             "received_at": pc.cast(pc.add(ts_us, latency), TS),
             "kafka_partition": pa.nulls(n, pa.int32()),
             "kafka_offset": pa.nulls(n, pa.int64()),
+            "event_date": pc.cast(ts, pa.date32()),
         }
     )
 
@@ -84,25 +85,25 @@ def main(argv: list[str] | None = None) -> int:
     end = args.end or (datetime.now(UTC).date() - timedelta(days=1))
     days = [end - timedelta(days=i) for i in range(args.days - 1, -1, -1)]
     total, started = 0, time.monotonic()
+    readings = IcebergTable(
+        READINGS,
+        catalog=connect(f"thrift://{s.metastore_host}:{s.metastore_port}", lake, s.iceberg_s3()),
+        lake=lake,
+        namespaces={"raw": s.raw_schema, "curated": s.curated_schema},
+        zstd_level=s.zstd_level,
+    )
     for i, day in enumerate(days, 1):
         table = day_of_readings(day, args.sensors, args.interval, seed=day.toordinal())
-        path = lake.path(READINGS.folder, f"event_date={day}", f"backfill+{day}.parquet")
-        lake.write_atomic(path, parquet_bytes(table, READINGS.sort_by, s.zstd_level))
+        files = readings.write(table)
+        with readings.table.transaction() as tx:
+            tx.delete(And(equal("mqtt_topic", "backfill"), equal("event_date", day.isoformat())))
+            tx.add_files(files, check_duplicate_files=False)
         total += table.num_rows
         rate = total / (time.monotonic() - started)
         print(
             f"\rday {i}/{len(days)} ({day}): {total:,} readings, {rate:,.0f}/s", end="", flush=True
         )
     print()
-    catalog = sql_catalog(s, lake)
-    if catalog is not None:
-        try:
-            catalog.ensure_tables()  # creates the tables if needed and syncs the new days
-        except UNAVAILABLE as exc:
-            print(
-                f"SQL catalog not updated ({exc}); the stream jobs sync it at their start",
-                file=sys.stderr,
-            )
     return 0
 
 

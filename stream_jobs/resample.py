@@ -5,15 +5,19 @@ the Kafka topic `iot.readings.1m` (JSON, keyed by sensor id) and to the table
 `curated/readings_1m_revisions` (the view curated.readings_1m keeps the newest
 revision of each window).
 
-Restart-safe, with the archive's protocol: per Kafka partition a checkpoint in
-the lake holds the next input offset *and the open windows*; emissions since
-the last checkpoint are written as a file marked pending in the checkpoint,
-then the checkpoint moves on. After a crash the pending file is deleted and
-the windows are restored as of the checkpoint, then the input is read again
-from its offset: every reading is in its window exactly once. Windows that
-closed before are durable in the lake and are read back if a late reading
-corrects them. Emissions reach Kafka before the checkpoint (at least once): a
-consumer that sees one twice sees the same (sensor_id, window_start, revision).
+Restart-safe, with the archive's protocol (stream_jobs.iceberg): the table is
+the checkpoint. Per Kafka partition, a checkpoint writes the open windows to a
+state file in the lake (`_state/readings_1m_revisions/<topic>+<p>/`), then commits
+the emissions since the last one to the table together with the next input
+offset and the name of that state file (table properties). After a crash the
+windows are restored from the state file the table names and the input is read
+again from its offset: every reading is in its window exactly once. State files
+and emission files of a commit that did not land are never read (the state files
+are deleted at recovery, the data files by maintenance). Windows that closed before
+are read back from the table if a late reading corrects them. Emissions reach Kafka
+before the commit (at least once): a consumer that sees one twice sees the same
+(sensor_id, window_start, revision). A checkpoint with nothing to emit commits
+only once a minute: until then a restart replays a little more input instead.
 
 The windows' clock is ingestion time (docs/resampling.md, "Watermark policy"):
 each record's receive time (the bridge's `received_at` header, else the Kafka
@@ -35,20 +39,20 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from datetime import UTC, datetime
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as ds
 from confluent_kafka import (
+    OFFSET_BEGINNING,
     Consumer,
     KafkaError,
     KafkaException,
     Producer,
     TopicPartition,
 )
+from pyiceberg.expressions import And
 
 from mqtt_bridge.contract import (
     DEFAULT_BOUNDS,
@@ -59,15 +63,10 @@ from mqtt_bridge.contract import (
 from mqtt_bridge.crashpoints import crash_point
 from mqtt_bridge.errors import InvalidReading
 from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_partitions
-from stream_jobs.archive import (
-    SESSION_TIMEOUT_MS,
-    checkpoint_name,
-    parquet_bytes,
-    resume_at_checkpoints,
-    split_by_partition,
-)
-from stream_jobs.lake import Lake
-from stream_jobs.tables import READINGS_1M_REVISIONS, TS, TableSpec, received_us_of
+from stream_jobs.archive import SESSION_TIMEOUT_MS
+from stream_jobs.errors import LakeError
+from stream_jobs.iceberg import IcebergTable, committed_offsets, equal, offset_key
+from stream_jobs.tables import READINGS_1M_REVISIONS, TS, received_us_of
 from stream_jobs.windows import MINUTE_US, Agg, Emit, Key, MinuteWindows
 
 log = logging.getLogger(__name__)
@@ -77,6 +76,12 @@ SPEC = READINGS_1M_REVISIONS
 HeaderValue = str | bytes | None
 KafkaHeaders = list[tuple[str, HeaderValue]] | dict[str, HeaderValue] | None
 LOGGED_ERRORS = 10  # record failures logged in full; then one a minute
+STATE_PREFIX = "iot.state."  # table property: iot.state.<topic>.<partition> = state file
+IDLE_COMMIT_S = 60.0  # a checkpoint with nothing to emit commits at most this often
+
+
+def state_key(topic: str, partition: int) -> str:
+    return f"{STATE_PREFIX}{topic}.{partition}"
 
 
 def record_received_us(headers: KafkaHeaders, timestamp_ms: int) -> int:
@@ -205,7 +210,8 @@ class SensorRanges:
 class MinuteJob:
     def __init__(
         self,
-        lake: Lake,
+        table: IcebergTable,
+        *,
         bootstrap: str,
         group: str,
         readings_topic: str,
@@ -214,17 +220,13 @@ class MinuteJob:
         lateness_s: float,
         commit_s: float,
         idle_s: float,
-        zstd_level: int,
-        on_partition: Callable[[TableSpec, str], None] | None = None,
-        *,
         bounds: TimeBounds = DEFAULT_BOUNDS,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
-        self.lake, self.bootstrap = lake, bootstrap
+        self.table, self.lake, self.bootstrap = table, table.lake, bootstrap
         self.readings_topic, self.out_topic = readings_topic, out_topic
         self.lateness_us = int(lateness_s * 1e6)
-        self.commit_s, self.idle_s, self.zstd_level = commit_s, idle_s, zstd_level
-        self.on_partition = on_partition
+        self.commit_s, self.idle_s = commit_s, idle_s
         self.bounds = bounds  # the contract's event-time bounds (settings.time_bounds())
         self.max_payload_bytes = max_payload_bytes  # the contract's size limit, as the bridge's
         self.ranges = SensorRanges(bootstrap, sensors_topic)
@@ -248,7 +250,8 @@ class MinuteJob:
         self._first: dict[int, int] = {}  # first input offset since the last checkpoint
         self._pending: dict[int, list[Emit]] = {}
         self._last_seen: dict[int, float] = {}
-        self._durable: dict[int, dict[str, object]] = {}  # last checkpoint written, per partition
+        self._state_file: dict[int, str] = {}  # the state file the table names, per partition
+        self._last_commit: dict[int, float] = {}
         self.recovered = threading.Event()
         self.stats = {
             "readings": 0,
@@ -265,15 +268,13 @@ class MinuteJob:
 
     def load_closed(self, key: Key) -> Agg | None:
         sensor_id, start_us = key
-        day = datetime.fromtimestamp(start_us / 1e6, UTC).date()
-        folder = self.lake.path(SPEC.folder, f"{SPEC.partition_column}={day}")
-        files = [f for f in self.lake.list_files(folder) if f.endswith(".parquet")]
-        if not files:
-            return None
-        table = ds.dataset(files, filesystem=self.lake.fs, format="parquet").to_table(
-            filter=(ds.field("sensor_id") == sensor_id)
-            & (ds.field("window_start") == pa.scalar(start_us, pa.int64()).cast(TS))
-        )
+        start = datetime.fromtimestamp(start_us / 1e6, UTC).replace(tzinfo=None)
+        table = self.table.table.scan(
+            row_filter=And(
+                equal("sensor_id", sensor_id),
+                equal("window_start", start.isoformat(timespec="microseconds")),
+            )
+        ).to_arrow()
         if table.num_rows == 0:
             return None
         row = table.sort_by([("revision", "descending")]).slice(0, 1).to_pylist()[0]
@@ -288,27 +289,30 @@ class MinuteJob:
 
     # checkpoints -------------------------------------------------------------------
 
-    def _checkpoint_path(self, partition: int) -> str:
-        return self.lake.path(
-            "_checkpoints", SPEC.name, checkpoint_name(self.readings_topic, partition)
-        )
+    def _state_dir(self, partition: int) -> str:
+        return self.lake.path("_state", SPEC.name, f"{self.readings_topic}+{partition}")
 
-    def recover(self, partition: int) -> int | None:
+    def recover(self, partition: int, properties: dict[str, str]) -> int | None:
+        """Windows and next offset as the table's last commit left them; state files
+        of commits that did not land are deleted."""
         windows = MinuteWindows(self.lateness_us, load_closed=self.load_closed)
         self.windows[partition] = windows
         self._last_seen[partition] = time.monotonic()  # not idle before reading anything
-        doc = self.lake.read_json(self._checkpoint_path(partition))
+        self._last_commit[partition] = time.monotonic()
+        state = properties.get(state_key(self.readings_topic, partition))
+        for path in self.lake.list_files(self._state_dir(partition)):
+            if state is None or not path.endswith("/" + state.rsplit("/", 1)[-1]):
+                self.lake.delete(path)
+        next_offset = committed_offsets(properties, self.readings_topic).get(partition)
+        if state is None:
+            return next_offset
+        doc = self.lake.read_json(self.lake.path(state))
         if doc is None:
-            return None
-        if doc.get("pending"):
-            for rel in doc["pending"]["files"]:
-                self.lake.delete(self.lake.path(rel))
-            doc["pending"] = None
-            self.lake.write_json(self._checkpoint_path(partition), doc)
-        self._durable[partition] = doc
+            raise LakeError(f"{self.table.ident}: its state file {state} is missing from the lake")
+        self._state_file[partition] = state
         # A checkpoint of the former event-time clock: capped like a receive time.
         windows.restore(doc["windows"], clock_cap_us=self._max_clock_us())
-        return int(doc["next_offset"])
+        return next_offset
 
     def _max_clock_us(self) -> int:
         """No receive time counts beyond this: a forged one cannot drag the clock."""
@@ -334,46 +338,43 @@ class MinuteJob:
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "1m emissions not confirmed"))
         if emits:
             crash_point("minute.emitted")
+        if not emits and time.monotonic() - self._last_commit.get(partition, 0.0) < IDLE_COMMIT_S:
+            # Nothing to emit: the table keeps its older checkpoint; a restart
+            # replays from there, which ends in the same windows.
+            self._first.setdefault(partition, first)
+            return
         doc = {
             "topic": self.readings_topic,
             "partition": partition,
             "next_offset": last + 1,
             "windows": self.windows[partition].snapshot(),
-            "pending": None,
         }
-        path = self._checkpoint_path(partition)
-        parts = (
-            split_by_partition(emits_table(emits, now_us), SPEC.partition_column) if emits else []
+        state = f"_state/{SPEC.name}/{self.readings_topic}+{partition}/{uuid.uuid4().hex}.json"
+        self.lake.write_json(self.lake.path(state), doc)
+        files = self.table.write(emits_table(emits, now_us)) if emits else []
+        self.table.commit(
+            files,
+            {
+                offset_key(self.readings_topic, partition): str(last + 1),
+                state_key(self.readings_topic, partition): state,
+            },
         )
-        # Unique, not derived from offsets: idle closes can emit with no new input.
-        name = f"{self.readings_topic}+{partition}+{first:019d}+{uuid.uuid4().hex[:12]}.parquet"
-        rel_paths = [f"{SPEC.folder}/{folder}/{name}" for folder, _ in parts]
-        if rel_paths:
-            # The previous state (before the first checkpoint: nothing applied yet),
-            # naming the files about to be written as pending.
-            old = self._durable.get(partition) or {
-                **doc,
-                "next_offset": first,
-                "windows": MinuteWindows(self.lateness_us).snapshot(),
-            }
-            self.lake.write_json(path, {**old, "pending": {"files": rel_paths}})
-            crash_point("minute.pending")
-            for rel, (_folder, table) in zip(rel_paths, parts, strict=True):
-                self.lake.write_atomic(
-                    self.lake.path(rel), parquet_bytes(table, SPEC.sort_by, self.zstd_level)
-                )
-            crash_point("minute.written")
-        self.lake.write_json(path, doc)
-        self._durable[partition] = doc
+        old = self._state_file.get(partition)
+        self._state_file[partition] = state
+        self._last_commit[partition] = time.monotonic()
+        if old is not None:
+            self.lake.delete(self.lake.path(old))
         self.stats["checkpoints"] += 1
-        if self.on_partition is not None:
-            for folder, _ in parts:
-                self.on_partition(SPEC, folder)
 
     # the loop ----------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        resume_at_checkpoints(partitions, self.recover, self._next)
+        properties = dict(self.table.refresh().properties)
+        for tp in partitions:
+            next_offset = self.recover(tp.partition, properties)
+            tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
+            if next_offset is not None:
+                self._next[tp.partition] = next_offset
         consumer.assign(partitions)
         self.recovered.set()
         log.info(
@@ -388,7 +389,7 @@ class MinuteJob:
             self.windows.pop(tp.partition, None)
             self._next.pop(tp.partition, None)
             self._last_seen.pop(tp.partition, None)
-            self._durable.pop(tp.partition, None)
+            self._state_file.pop(tp.partition, None)
         consumer.unassign()
 
     def apply(
@@ -465,6 +466,8 @@ class MinuteJob:
                     self._queue(partition, emits)
 
     def run(self, stop: threading.Event) -> None:
+        if not self.table.wait_ready(stop):
+            return
         ensure_topics(self.bootstrap, [TopicSpec(self.out_topic, 3)])
         self.ranges.refresh()
         consumer = Consumer(self._consumer_config)

@@ -34,40 +34,56 @@ class StreamSettings(ContractSettings):
     aws_secret_access_key: SecretStr | None = None
     aws_region: str = "us-east-1"
 
-    # A file is closed when it holds this many rows or its first row is this old.
+    # Each table commits its buffered rows as one Iceberg snapshot when a partition's
+    # buffer holds this many rows or its first row is this old (the live view through
+    # Kafka keeps "now" fresh in between; fewer commits, smaller metadata).
     rotate_rows: int = Field(default=200_000, ge=1)
-    rotate_seconds: float = Field(default=5.0, gt=0)
+    rotate_seconds: float = Field(default=10.0, gt=0)
     zstd_level: int = Field(default=3, ge=1, le=22)  # 3 was smaller and faster than 9 here
 
-    # Trino, to create the SQL tables and register new partitions ("" = no SQL catalog).
+    # The Hive Metastore, where the Iceberg tables live (their metadata: the data is in the lake).
+    metastore_host: str = "localhost"
+    metastore_port: int = 9083
+
+    # Trino, for the views over the tables and for snapshot expiry ("" = neither).
     trino_host: str = "localhost"
     trino_port: int = 8080
     trino_user: str = "iot-stream-jobs"
-    trino_catalog: str = "hive"
-    raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated views
+    trino_catalog: str = "iceberg"
+    raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated ones
     curated_schema: str = "curated"
     # Trino's Kafka catalog for the live view raw.readings_live ("" = no live view),
     # which reads the newest readings (this many seconds) from Kafka, older from the archive.
     trino_kafka_catalog: str = "kafka"
     live_view_horizon_seconds: int = Field(default=60, ge=1)
 
-    # Compaction of closed days, off by default: it can double a day for good (a crash
-    # right after its partition switch, a wall-clock step back, or a grace period longer
-    # than its interval). Tables move to Iceberg next, which replaces it.
-    compaction_enabled: bool = False
-    # The Hive Metastore, for compaction's atomic partition switch ("" = no compaction).
-    metastore_host: str = "localhost"
-    metastore_port: int = 9083
-    # A day is closed (compactable) once it is this many days old: 1 = yesterday and before.
-    compact_after_days: int = Field(default=1, ge=0)
-    compact_interval_seconds: float = Field(default=600, gt=0)
-    # Old small files stay this long after the switch, for queries that planned with them.
-    compact_grace_seconds: float = Field(default=600, ge=0)
-    compact_min_files: int = Field(default=2, ge=2)
+    # Table maintenance (stream_jobs.maintenance): every interval, small files of each
+    # day (today too) are compacted into files of at most COMPACT_TARGET_ROWS rows once
+    # a day has COMPACT_MIN_FILES of them; snapshots older than the retention expire
+    # (time travel reaches that far back); files no snapshot knows are removed once
+    # older than the orphan retention (at least a minute: Trino refuses less).
+    maintenance_interval_seconds: float = Field(default=300, gt=0)
+    compact_target_rows: int = Field(default=2_000_000, ge=1)
+    compact_min_files: int = Field(default=4, ge=2)
+    snapshot_retention_seconds: int = Field(default=3600, ge=60)
+    orphan_retention_seconds: int = Field(default=3600, ge=60)
 
     web_port: int = 6066
     datadir: str = "data/stream_jobs"
     logging_level: str = "INFO"
+
+    def iceberg_s3(self) -> dict[str, str]:
+        """pyiceberg's FileIO settings for s3:// lakes (none for local directories)."""
+        if not self.lake_url.startswith("s3://"):
+            return {}
+        options = {"s3.region": self.aws_region}
+        if self.s3_endpoint_url:
+            options["s3.endpoint"] = self.s3_endpoint_url
+        if self.aws_access_key_id:
+            options["s3.access-key-id"] = self.aws_access_key_id
+        if self.aws_secret_access_key:
+            options["s3.secret-access-key"] = self.aws_secret_access_key.get_secret_value()
+        return options
 
     def storage_options(self) -> dict[str, object]:
         """fsspec options for s3:// lakes (ignored for local directories)."""

@@ -5,7 +5,7 @@ Three tables, one per topic, each keeping the bytes it received verbatim:
   sensors   (iot.sensors)       every version of every sensor, with when it was seen
   rejected  (iot.readings.dlq)  dead letters with the reason, by received_date; also
                                 the records of iot.readings the contract rejects
-Timestamps are UTC, microsecond precision, stored without a zone (Hive's
+Timestamps are UTC, microsecond precision, stored without a zone (Iceberg's
 `timestamp`), so every engine reads the same wall-clock value.
 
 Every build is total: whatever the keys, values, headers and timestamps, it
@@ -80,23 +80,22 @@ class Built(NamedTuple):
 
 @dataclass(frozen=True)
 class TableSpec:
-    name: str  # folder under raw/ and the Hive table name
+    name: str  # the table's name in SQL (and its folder under warehouse/<zone>/)
     schema: pa.Schema
-    partition_column: str | None  # Hive partition (a date), not stored inside the files
+    # The UTC date of `partition_source`, a column of its own after the others; the
+    # table is partitioned by day(partition_source) (both None: not partitioned).
+    partition_column: str | None
     # Kafka records -> rows, with the partition column (None: written by a job of its own)
     build: Callable[[Sequence[Record], Source], Built] | None
     sort_by: tuple[str, ...]
     description: str = ""
     comments: dict[str, str] = field(default_factory=dict)  # column -> meaning and unit
     zone: str = "raw"  # lake folder and SQL schema: raw (as received) or curated (derived)
-
-    @property
-    def folder(self) -> str:
-        return f"{self.zone}/{self.name}"
+    partition_source: str | None = None  # the time column partition_column is the date of
 
     @property
     def table_schema(self) -> pa.Schema:
-        """The schema of built rows: the file columns plus the partition column."""
+        """The table's columns: those of `schema`, then the date column."""
         if self.partition_column is None:
             return self.schema
         return self.schema.append(pa.field(self.partition_column, pa.date32()))
@@ -676,7 +675,7 @@ READINGS = TableSpec(
     build_readings,
     ("sensor_id", "ts"),
     description="Every accepted sensor reading, exactly once, as received over MQTT. "
-    "Partitioned by event_date: filter on it to read only the days you need.",
+    "Partitioned by day of ts: filter on ts or event_date to read only the days you need.",
     comments={
         "sensor_id": "Sensor id as sent by the device (the payload's id), e.g. 'Sensor 1'",
         "ts": "Event time: the payload's dt, UTC, microseconds",
@@ -685,8 +684,10 @@ READINGS = TableSpec(
         "mqtt_topic": "MQTT topic the reading arrived on",
         "received_at": "When the bridge received the message, UTC, microseconds",
         **KAFKA_COMMENTS,
-        "event_date": "UTC date of ts (partition column)",
+        "event_date": "UTC date of ts (the table is partitioned by day of ts: filter on "
+        "either to read only the days you need)",
     },
+    partition_source="ts",
 )
 SENSORS = TableSpec(
     "sensors",
@@ -737,8 +738,9 @@ REJECTED = TableSpec(
         "64 KiB of it)",
         "payload_sha256": "SHA-256 of the whole payload as received (hex): identifies a "
         "message whose payload was cut",
-        "received_date": "UTC date of received_at (partition column)",
+        "received_date": "UTC date of received_at (the table is partitioned by day of received_at)",
     },
+    partition_source="received_at",
 )
 READINGS_1M_SCHEMA = pa.schema(
     [
@@ -778,9 +780,10 @@ READINGS_1M_REVISIONS = TableSpec(
         "sum": "Sum of the readings in range (mean = sum / count)",
         "revision": "1 when the window closed, +1 for each correction by late readings",
         "emitted_at": "When this revision was computed, UTC",
-        "window_date": "UTC date of window_start (partition column)",
+        "window_date": "UTC date of window_start (the table is partitioned by day of window_start)",
     },
     zone="curated",
+    partition_source="window_start",
 )
 
 TABLES = (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS)

@@ -54,8 +54,8 @@ def sql(tmp_path_factory, s3_endpoint, brokers):
 
 
 @pytest.fixture
-def pipeline(brokers, tmp_path):
-    p = Pipeline(brokers, tmp_path).start()
+def pipeline(brokers, sql, tmp_path):
+    p = Pipeline(brokers, tmp_path, sql_services=sql).start()
     yield p
     p.stop()
 

@@ -17,10 +17,13 @@ from typing import Any
 
 import orjson
 import pyarrow as pa
-import pyarrow.dataset as ds
+from pyiceberg.exceptions import NoSuchTableError
 
 from iot_data_generator.readings import fleet
 from local.services import ROOT, Stack, free_port, port_open, wait_for
+from stream_jobs.iceberg import connect
+from stream_jobs.lake import Lake
+from stream_jobs.settings import StreamSettings
 
 
 class Proc:
@@ -210,21 +213,19 @@ class Pipeline:
             "HEALTH_PORT": str(free_port()),
             "WEB_PORT": str(free_port()),
             "ROTATE_SECONDS": "1",
-            "TRINO_HOST": "",  # no SQL catalog unless a test starts Trino
-            "METASTORE_HOST": "",
             "LOGGING_LEVEL": "INFO",
         }
-        if self.sql_services is not None:
-            self.env.update(
-                {
-                    "TRINO_HOST": "127.0.0.1",
-                    "TRINO_PORT": str(self.sql_services.stack.trino_port),
-                    "METASTORE_HOST": "127.0.0.1",
-                    "METASTORE_PORT": str(self.sql_services.stack.metastore_port),
-                    "RAW_SCHEMA": f"raw_{self.uid}",
-                    "CURATED_SCHEMA": f"curated_{self.uid}",
-                }
-            )
+        assert self.sql_services is not None, "the tables live in the metastore: pass sql_services"
+        self.env.update(
+            {
+                "TRINO_HOST": "127.0.0.1",
+                "TRINO_PORT": str(self.sql_services.stack.trino_port),
+                "METASTORE_HOST": "127.0.0.1",
+                "METASTORE_PORT": str(self.sql_services.stack.metastore_port),
+                "RAW_SCHEMA": f"raw_{self.uid}",
+                "CURATED_SCHEMA": f"curated_{self.uid}",
+            }
+        )
         self.env.update(self.env_extra)
         py = sys.executable
         self.bridge = Proc("bridge", [py, "-m", "mqtt_bridge"], self.env, self.work / "bridge.log")
@@ -252,11 +253,12 @@ class Pipeline:
             p.stop()
 
     def sql(self, query: str) -> list[list[Any]]:
-        """Run a query written for hive.raw / hive.curated against this test's schemas."""
+        """Run a query written for iceberg.raw / iceberg.curated (or the hive.* names)
+        against this test's schemas."""
         assert self.sql_services is not None
-        query = query.replace("hive.raw.", f"hive.raw_{self.uid}.").replace(
-            "hive.curated.", f"hive.curated_{self.uid}."
-        )
+        for catalog in ("iceberg", "hive"):
+            for schema in ("raw", "curated"):
+                query = query.replace(f"{catalog}.{schema}.", f"{catalog}.{schema}_{self.uid}.")
         return self.sql_services.query(query)
 
     def health(self, port_env: str = "WEB_PORT") -> dict[str, Any]:
@@ -275,9 +277,9 @@ class Pipeline:
         def ready() -> bool:
             url = f"http://127.0.0.1:{self.env['WEB_PORT']}/health"
             with urllib.request.urlopen(url, timeout=2) as r:
-                return bool(json.loads(r.read()).get("sql_catalog") == "ready")
+                return bool(json.loads(r.read()).get("sql_views") == "ready")
 
-        wait_for(ready, timeout, "SQL tables")
+        wait_for(ready, timeout, "SQL views")
 
     def sensors_file(self, n: int) -> Path:
         path = self.work / f"fleet-{n}.json"
@@ -305,10 +307,23 @@ class Pipeline:
         return proc.start()
 
     def table(self, name: str) -> pa.Table:
-        path = self.lake / "raw" / name
-        if not path.exists() or not any(path.rglob("*.parquet")):
+        """A table as its last commit has it, read with pyiceberg (empty before its first)."""
+        assert self.sql_services is not None
+        zone = "curated" if name.startswith("readings_1m") else "raw"
+        catalog = connect(
+            f"thrift://127.0.0.1:{self.sql_services.stack.metastore_port}",
+            Lake(self.env["LAKE_URL"], StreamSettings(**self.settings_env()).storage_options()),
+        )
+        try:
+            table = catalog.load_table(f"{zone}_{self.uid}.{name}")
+        except NoSuchTableError:
             return pa.table({})
-        return ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+        return table.scan().to_arrow()
+
+    def settings_env(self) -> dict[str, Any]:
+        """The S3 settings of this pipeline, as StreamSettings fields."""
+        keys = ("lake_url", "s3_endpoint_url", "aws_access_key_id", "aws_secret_access_key")
+        return {k: self.env[k.upper()] for k in keys if k.upper() in self.env}
 
     def readings_payloads(self) -> list[bytes]:
         t = self.table("readings")

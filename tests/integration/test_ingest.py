@@ -28,12 +28,12 @@ def test_every_published_reading_is_archived_exactly_once(pipeline):
     assert {s["description"] for s in sensors} >= {"Main Entrance", "Assemlby Floor"}
 
 
-def test_sensor_list_changes_are_archived_as_new_versions(brokers, tmp_path):
+def test_sensor_list_changes_are_archived_as_new_versions(brokers, sql, tmp_path):
     path = tmp_path / "sensors.json"
     original = orjson.loads((ROOT / "iot_data_generator" / "sensors.json").read_bytes())
     path.write_bytes(orjson.dumps(original))
     env = {"SENSORS_FILE": str(path), "SENSORS_POLL_SECONDS": "0.5"}
-    pipe = Pipeline(brokers, tmp_path, env_extra=env).start()
+    pipe = Pipeline(brokers, tmp_path, env_extra=env, sql_services=sql).start()
     try:
         pipe.wait_archived("sensors", 5)
         changed = {**original, "Sensor 6": {**original["Sensor 1"], "description": "Roof"}}
