@@ -16,8 +16,12 @@ The steps, in the order each protocol passes them:
   iceberg.<table>.metadata   in the metastore commit: the new metadata file is
                              written, the metastore not switched to it (its lock held)
   iceberg.<table>.committed  the commit landed, the job has not taken note
-  compaction.<table>.written a compaction's new file is written, not swapped in
-  expiry.<table>.start       snapshot expiry and orphan removal about to run
+  compaction.<table>.written/metadata/committed   the same steps of a compaction's
+                             commit (its new file swapped in for the small ones)
+  expiry.<table>.start       snapshot expiry and orphan removal about to run (Trino)
+  expiry.<table>.expired     snapshots expired, orphans not yet removed
+  migration.written          a Hive table's rows rewritten for Iceberg, not committed
+  migration.committed        the migrated table committed, the old files not yet deleted
 <table> is readings, sensors, rejected or readings_1m_revisions.
 """
 
@@ -43,9 +47,14 @@ STEPS = (
             "iceberg.<t>.metadata",
             "iceberg.<t>.committed",
             "compaction.<t>.written",
+            "compaction.<t>.metadata",
+            "compaction.<t>.committed",
             "expiry.<t>.start",
+            "expiry.<t>.expired",
         )
     ),
+    "migration.written",
+    "migration.committed",
 )
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -23,6 +24,7 @@ from stream_jobs.catalog import SqlCatalog, sql_catalog
 from stream_jobs.iceberg import IcebergTable, connect
 from stream_jobs.lake import Lake
 from stream_jobs.maintenance import Maintenance, MaintenancePolicy
+from stream_jobs.migrate import migrate
 from stream_jobs.resample import MinuteJob
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
@@ -44,8 +46,34 @@ app = faust.App(
 )
 
 
+class Migration:
+    """Moves an archive of the former layout (Hive tables) into the Iceberg tables
+    before any writer starts (stream_jobs.migrate); the writers wait for `done`.
+    Retried until it succeeds: a metastore that is not up yet, or a refusal (logged:
+    an operator must look), keeps the writers waiting rather than risk a double."""
+
+    def __init__(self, run: Callable[[], dict[str, int]]) -> None:
+        self._run = run
+        self.done = threading.Event()
+        self.status = "waiting"
+
+    def run(self, stop: threading.Event, retry_s: float = 5.0) -> None:
+        while not stop.is_set():
+            try:
+                migrated = self._run()
+            except Exception as exc:  # noqa: BLE001 - wait and retry, never write around it
+                self.status = f"failed: {type(exc).__name__}: {exc}"[:500]
+                log.error("migration of the former tables: %s; retrying", self.status)
+                stop.wait(retry_s)
+                continue
+            self.status = f"migrated {migrated}" if migrated else "nothing to migrate"
+            self.done.set()
+            return
+
+
 @dataclass
 class Jobs:
+    migration: Migration
     archivers: list[TopicArchiver]
     minutes: MinuteJob
     catalog: SqlCatalog | None
@@ -56,8 +84,11 @@ def build_jobs(s: StreamSettings) -> Jobs:
     lake = Lake(s.lake_url, s.storage_options())
     namespaces = {"raw": s.raw_schema, "curated": s.curated_schema}
 
-    def table(spec: TableSpec) -> IcebergTable:
-        """A table handle of its own (a Thrift connection is not shared by threads)."""
+    migrated = threading.Event()
+
+    def table(spec: TableSpec, gate: threading.Event | None = migrated) -> IcebergTable:
+        """A table handle of its own (a Thrift connection is not shared by threads);
+        writers wait for the migration (`gate`)."""
         return IcebergTable(
             spec,
             catalog=connect(
@@ -66,7 +97,11 @@ def build_jobs(s: StreamSettings) -> Jobs:
             lake=lake,
             namespaces=namespaces,
             zstd_level=s.zstd_level,
+            gate=gate,
         )
+
+    migration = Migration(lambda: migrate(s, lake, lambda spec: table(spec, gate=None)))
+    migration.done = migrated
 
     def consumer(name: str) -> dict[str, object]:
         return {
@@ -132,7 +167,7 @@ def build_jobs(s: StreamSettings) -> Jobs:
         catalog=s.trino_catalog,
         wait_for=tables_ready,
     )
-    return Jobs(archivers, minutes, catalog, maintenance)
+    return Jobs(migration, archivers, minutes, catalog, maintenance)
 
 
 class Job(Protocol):
@@ -176,7 +211,8 @@ JOBS = build_jobs(settings)
 @app.service
 class ArchiveJobs(ThreadedJobs):
     def __init__(self, **kwargs: Any) -> None:
-        jobs: list[tuple[str, Job]] = [(a.spec.name, a) for a in JOBS.archivers]
+        jobs: list[tuple[str, Job]] = [("migration", JOBS.migration)]
+        jobs += [(a.spec.name, a) for a in JOBS.archivers]
         jobs.append(("readings-1m", JOBS.minutes))
         if JOBS.catalog is not None:
             jobs.append(("sql-views", JOBS.catalog))
@@ -190,6 +226,7 @@ async def health(web: Any, request: Any) -> Any:
     return web.json(
         {
             "healthy": True,
+            "migration": JOBS.migration.status,
             "archive": {a.spec.name: a.stats.as_dict() for a in JOBS.archivers},
             "sql_views": "off"
             if catalog is None

@@ -25,6 +25,7 @@ to `get_table_req` until a release does.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import logging
 import threading
 import time
@@ -39,7 +40,11 @@ import pyarrow.compute as pc
 from hive_metastore.ThriftHiveMetastore import Client as _ThriftClient  # type: ignore[import-untyped]
 from hive_metastore.ttypes import GetTableRequest  # type: ignore[import-untyped]
 from pyiceberg.catalog.hive import HiveCatalog, _HiveClient
-from pyiceberg.exceptions import NamespaceAlreadyExistsError, NoSuchTableError
+from pyiceberg.exceptions import (
+    NamespaceAlreadyExistsError,
+    NoSuchTableError,
+    ValidationException,
+)
 from pyiceberg.expressions import EqualTo
 from pyiceberg.io import FileIO
 from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC, PartitionField, PartitionSpec
@@ -82,6 +87,9 @@ TABLE_PROPERTIES = {
     "commit.retry.max-wait-ms": "5000",
 }
 PARTITION_FIELD_ID = 1000
+# Which protocol a thread's commit belongs to (its crash points: iceberg.* for the
+# writers' commits, compaction.* for maintenance's).
+_PROTOCOL: contextvars.ContextVar[str] = contextvars.ContextVar("protocol", default="iceberg")
 
 
 def _shim() -> None:
@@ -120,7 +128,7 @@ class Catalog(HiveCatalog):
     def _write_metadata(metadata: TableMetadata, io: FileIO, metadata_path: str) -> None:
         HiveCatalog._write_metadata(metadata, io, metadata_path)
         table = metadata.location.rstrip("/").rsplit("/", 1)[-1]
-        crash_point(f"iceberg.{table}.metadata")
+        crash_point(f"{_PROTOCOL.get()}.{table}.metadata")
 
 
 def connect(metastore_uri: str, lake: Lake, s3: Mapping[str, str] | None = None) -> Catalog:
@@ -264,7 +272,7 @@ def committed_offsets(properties: Mapping[str, str], topic: str) -> dict[int, in
     found = {}
     for key, value in properties.items():
         rest = key[len(prefix) :] if key.startswith(prefix) else ""
-        if rest.isdigit():
+        if rest.isascii() and rest.isdigit():
             found[int(rest)] = int(value)
     return found
 
@@ -279,9 +287,11 @@ def split_by_day(rows: pa.Table, column: str | None) -> list[tuple[date | None, 
     values = rows.column(column)
     parts = []
     for value in pc.unique(values).to_pylist():
-        part = rows.filter(pc.equal(values, pa.scalar(value, values.type)))
-        if part.num_rows:
-            parts.append((value, part))
+        if value is None:  # never from our builders; kept all the same, in a file of its own
+            part = rows.filter(pc.is_null(values))
+        else:
+            part = rows.filter(pc.equal(values, pa.scalar(value, values.type)))
+        parts.append((value, part))
     return sorted(parts, key=lambda p: str(p[0]))
 
 
@@ -297,8 +307,10 @@ class IcebergTable:
         lake: Lake,
         namespaces: Mapping[str, str],
         zstd_level: int,
+        gate: threading.Event | None = None,
     ) -> None:
         self.spec, self.catalog, self.lake = spec, catalog, lake
+        self.gate = gate  # set once the table may be written (after a migration)
         self.namespaces, self.zstd_level = namespaces, zstd_level
         self.ident = identifier(spec, namespaces)
         self.lock = threading.Lock()
@@ -315,6 +327,9 @@ class IcebergTable:
         """The table exists (created if needed) once the metastore answers; False
         if `stop` came first. Never raises: a job waits for the metastore."""
         while not stop.is_set():
+            if self.gate is not None and not self.gate.is_set():
+                stop.wait(0.5)
+                continue
             try:
                 _ = self.table
                 return True
@@ -350,18 +365,36 @@ class IcebergTable:
         delete: Iterable[Any] = (),
         stop: threading.Event | None = None,
         retry_s: float = 2.0,
+        protocol: str = "iceberg",
     ) -> None:
         """Add `files` (and drop the DataFiles in `delete`) and set `properties`, in
         one commit. An error leaves the outcome unknown: the table is read again, and
         the commit is tried again only if it did not land. Gives up (raises) only
         when `stop` is set before it landed."""
         deleted = list(delete)
-        crash_point(f"iceberg.{self.spec.name}.written")
+        crash_point(f"{protocol}.{self.spec.name}.written")
+        token = _PROTOCOL.set(protocol)
+        try:
+            self._commit_retrying(files, properties, deleted, stop, retry_s)
+        finally:
+            _PROTOCOL.reset(token)
+        crash_point(f"{protocol}.{self.spec.name}.committed")
+
+    def _commit_retrying(
+        self,
+        files: list[str],
+        properties: Mapping[str, str],
+        deleted: list[Any],
+        stop: threading.Event | None,
+        retry_s: float,
+    ) -> None:
         with self.lock:
             while True:
                 try:
                     self._commit_once(files, properties, deleted)
                     break
+                except ValidationException:
+                    raise  # it can never apply (a file to delete is gone): the caller's call
                 except Exception as exc:
                     log.warning(
                         "%s: commit failed (%s: %s); checking whether it landed",
@@ -376,7 +409,6 @@ class IcebergTable:
                     if stop is None:
                         time.sleep(retry_s)
             self.commits += 1
-        crash_point(f"iceberg.{self.spec.name}.committed")
 
     def _commit_once(
         self, files: list[str], properties: Mapping[str, str], deleted: list[Any]

@@ -131,8 +131,7 @@ class Maintenance:
                 parts.append(conform(pq.read_table(f), schema))
         rows = pa.concat_tables(parts)
         new = t.write(rows)
-        crash_point(f"compaction.{t.spec.name}.written")
-        t.commit(new, {COMPACTION_PROPERTY: uuid.uuid4().hex}, delete=files)
+        t.commit(new, {COMPACTION_PROPERTY: uuid.uuid4().hex}, delete=files, protocol="compaction")
         self.stats["compactions"] += 1
         self.stats["files_compacted"] += len(files)
         log.info(
@@ -149,6 +148,7 @@ class Maintenance:
             f"ALTER TABLE {self.catalog}.{t.ident} EXECUTE expire_snapshots("
             f"retention_threshold => '{self.policy.snapshot_retention_s}s')"
         )
+        crash_point(f"expiry.{t.spec.name}.expired")
         self.sql(
             f"ALTER TABLE {self.catalog}.{t.ident} EXECUTE remove_orphan_files("
             f"retention_threshold => '{self.policy.orphan_retention_s}s')"

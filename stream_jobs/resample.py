@@ -269,12 +269,14 @@ class MinuteJob:
     def load_closed(self, key: Key) -> Agg | None:
         sensor_id, start_us = key
         start = datetime.fromtimestamp(start_us / 1e6, UTC).replace(tzinfo=None)
-        table = self.table.table.scan(
-            row_filter=And(
-                equal("sensor_id", sensor_id),
-                equal("window_start", start.isoformat(timespec="microseconds")),
-            )
-        ).to_arrow()
+        row_filter = And(
+            equal("sensor_id", sensor_id),
+            equal("window_start", start.isoformat(timespec="microseconds")),
+        )
+        try:
+            table = self.table.table.scan(row_filter=row_filter).to_arrow()
+        except OSError:  # files of an expired snapshot: read the table's current one
+            table = self.table.refresh().scan(row_filter=row_filter).to_arrow()
         if table.num_rows == 0:
             return None
         row = table.sort_by([("revision", "descending")]).slice(0, 1).to_pylist()[0]

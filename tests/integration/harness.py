@@ -310,9 +310,11 @@ class Pipeline:
         """A table as its last commit has it, read with pyiceberg (empty before its first)."""
         assert self.sql_services is not None
         zone = "curated" if name.startswith("readings_1m") else "raw"
+        settings = StreamSettings(**self.settings_env())
         catalog = connect(
             f"thrift://127.0.0.1:{self.sql_services.stack.metastore_port}",
-            Lake(self.env["LAKE_URL"], StreamSettings(**self.settings_env()).storage_options()),
+            Lake(self.env["LAKE_URL"], settings.storage_options()),
+            settings.iceberg_s3(),
         )
         try:
             table = catalog.load_table(f"{zone}_{self.uid}.{name}")

@@ -2,11 +2,14 @@
 mqtt_bridge/crashpoints.py) while readings and dead letters flow, with the
 metastore and Trino running; restarted, it loses and doubles nothing: every
 reading and every dead letter is in Trino exactly once, and the 1-minute
-figures count each reading once."""
+figures count each reading once. Counting queries run throughout: no query
+ever sees a reading twice, and no count ever goes back."""
 
 import subprocess
+import threading
 import time
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -17,11 +20,28 @@ from tests.integration.harness import FAST_WINDOWS, Pipeline, Proc, mqtt_publish
 
 pytestmark = pytest.mark.integration
 
+TABLES = ("readings", "rejected", "readings_1m_revisions")
 CHAINS = {
     "bridge": [s for s in STEPS if s.startswith("bridge.")],
+    # Every step of the writers' commits (files written, inside the metastore
+    # commit with its lock held, right after it) and the 1-minute emissions.
     "jobs": [
-        s for s in STEPS if s.startswith(("archive.readings.", "archive.rejected.", "minute."))
+        *(f"iceberg.{t}.{step}" for t in TABLES for step in ("written", "metadata", "committed")),
+        "minute.emitted",
     ],
+    # Table maintenance while the writers append: each step of a compaction's
+    # commit, and around snapshot expiry.
+    "maintenance": [
+        *(f"compaction.readings.{step}" for step in ("written", "metadata", "committed")),
+        "expiry.readings.start",
+        "expiry.readings.expired",
+    ],
+}
+MAINTENANCE = {
+    "MAINTENANCE_INTERVAL_SECONDS": "2",
+    "COMPACT_MIN_FILES": "2",
+    "SNAPSHOT_RETENTION_SECONDS": "60",
+    "ORPHAN_RETENTION_SECONDS": "60",
 }
 
 
@@ -44,43 +64,111 @@ def restart(proc: Proc, pipe: Pipeline, crash_at: str | None) -> None:
     proc.start()
 
 
-@pytest.mark.timeout(900)
+def archiving(pipe: Pipeline) -> bool:
+    try:
+        return bool(pipe.health()["archive"]["readings"]["assigned"])
+    except OSError:
+        return False
+
+
+class Counting(threading.Thread):
+    """Counts the readings through Trino over and over while the test runs."""
+
+    def __init__(self, pipe: Pipeline) -> None:
+        super().__init__(daemon=True)
+        self.pipe, self.stop = pipe, threading.Event()
+        self.samples: list[tuple[int, int]] = []
+        self.errors: list[str] = []
+
+    def run(self) -> None:
+        while not self.stop.wait(0.3):
+            try:
+                (row,) = self.pipe.sql(
+                    "SELECT count(*), count(DISTINCT payload) FROM iceberg.raw.readings"
+                )
+                self.samples.append((row[0], row[1]))
+            except Exception as exc:  # noqa: BLE001 - the table may not exist yet
+                self.errors.append(str(exc)[:200])
+
+    def check(self) -> None:
+        self.stop.set()
+        self.join(10)
+        assert len(self.samples) > 20, self.errors[-3:]
+        doubled = [s for s in self.samples if s[0] != s[1]]
+        assert not doubled, f"a query saw a reading twice: {doubled[:5]}"
+        counts = [s[0] for s in self.samples]
+        assert counts == sorted(counts), "a count went back"
+
+
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize("process", sorted(CHAINS))
 def test_a_crash_at_each_step_loses_and_doubles_nothing(process, brokers, sql, tmp_path):
-    pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=FAST_WINDOWS).start()
+    env = {**FAST_WINDOWS, **(MAINTENANCE if process == "maintenance" else {})}
+    pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=env).start()
+    counting = Counting(pipe)
     try:
         pipe.wait_sql_ready()
+        counting.start()
         proc = pipe.bridge if process == "bridge" else pipe.jobs
         good: list[bytes] = []
         bad: list[bytes] = []
         for k, step in enumerate(CHAINS[process]):
             restart(proc, pipe, step)
+            if process != "bridge":  # the readings' archiver is reading: commits come apart
+                wait_for(lambda: archiving(pipe), 60, "the archiver")
             g, b = batch(k)
             good += g
             bad += b
-            mixed = [*g[:10], b[0], *g[10:20], b[1], *g[20:30], b[2], *g[30:], b[3]]
-            mqtt_publish(pipe.stack.mqtt_port, pipe.mqtt_topic, mixed)
+            # In halves a second apart: a compaction needs files from several commits.
+            for half in (g[:20] + b[:2], g[20:] + b[2:]):
+                mixed = [*half[:10], half[20], *half[10:20], half[21]]
+                mqtt_publish(pipe.stack.mqtt_port, pipe.mqtt_topic, mixed)
+                time.sleep(1.5)
             try:
-                code = wait_exit(proc, 60)
+                code = wait_exit(proc, 120)
             except subprocess.TimeoutExpired:
                 raise AssertionError(f"{step} was never reached:\n{proc.tail()}") from None
             assert code == CRASH_EXIT_CODE, f"{step}: exit {code}\n{proc.tail()}"
         restart(proc, pipe, None)
         check_exactly_once(pipe, good, bad)
+        counting.check()
+        if process == "maintenance":
+            check_no_orphans(pipe)
     finally:
+        counting.stop.set()
         pipe.stop()
 
 
 def check_exactly_once(pipe: Pipeline, good: list[bytes], bad: list[bytes]) -> None:
-    readings = "SELECT count(*), count(DISTINCT payload) FROM hive.raw.readings"
-    rejected = "SELECT count(*), count(DISTINCT payload) FROM hive.raw.rejected"
-    wait_for(lambda: pipe.sql(readings)[0][1] == len(good), 120, "every reading in Trino")
-    wait_for(lambda: pipe.sql(rejected)[0][1] == len(bad), 120, "every dead letter in Trino")
-    minutes = "SELECT coalesce(sum(count), 0) FROM hive.curated.readings_1m"
-    wait_for(lambda: pipe.sql(minutes)[0][0] >= len(good), 120, "every reading in a window")
-    time.sleep(3)  # what a doubled flush would add lands within a rotation or two
+    readings = "SELECT count(*), count(DISTINCT payload) FROM iceberg.raw.readings"
+    rejected = "SELECT count(*), count(DISTINCT payload) FROM iceberg.raw.rejected"
+    wait_for(lambda: pipe.sql(readings)[0][1] == len(good), 240, "every reading in Trino")
+    wait_for(lambda: pipe.sql(rejected)[0][1] == len(bad), 240, "every dead letter in Trino")
+    minutes = "SELECT coalesce(sum(count), 0) FROM iceberg.curated.readings_1m"
+    wait_for(lambda: pipe.sql(minutes)[0][0] >= len(good), 240, "every reading in a window")
+    time.sleep(3)  # what a doubled commit would add lands within a rotation or two
     assert pipe.sql(readings) == [[len(good), len(good)]]
     assert pipe.sql(rejected) == [[len(bad), len(bad)]]
     assert pipe.sql(minutes) == [[len(good)]]
-    in_lake = sorted(p.encode() for p in pipe.table("readings").column("payload").to_pylist())
-    assert in_lake == sorted(good)
+    in_table = sorted(p.encode() for p in pipe.table("readings").column("payload").to_pylist())
+    assert in_table == sorted(good)
+
+
+def check_no_orphans(pipe: Pipeline) -> None:
+    """Compaction happened; once past the retention, the files of commits that never
+    landed and those compaction replaced are gone: the table's folder holds exactly
+    the files its current snapshot reads."""
+    (compacted,) = pipe.sql(
+        "SELECT count(*) FROM iceberg.raw.\"readings$snapshots\" WHERE operation = 'overwrite'"
+    )
+    assert compacted[0] >= 1
+    folder = Path(pipe.env["LAKE_URL"]) / "warehouse" / "raw" / "readings" / "data"
+
+    def clean() -> bool:
+        on_disk = {f"file://{p}" for p in folder.rglob("*.parquet")}
+        live = {r[0] for r in pipe.sql('SELECT file_path FROM iceberg.raw."readings$files"')}
+        return {p.replace("file:///", "file:/") for p in on_disk} == {
+            p.replace("file:///", "file:/") for p in live
+        }
+
+    wait_for(clean, 240, "only the current snapshot's files on disk")

@@ -46,9 +46,9 @@ def test_stream_job_killed_under_load_loses_and_doubles_nothing(pipeline):
     assert_exactly_once(pipeline, gen)
 
 
-def test_kafka_outage_loses_and_doubles_nothing(tmp_path):
+def test_kafka_outage_loses_and_doubles_nothing(sql, tmp_path):
     stack, mosquitto, kafka = start_brokers(tmp_path / "brokers")
-    pipeline = Pipeline(stack, tmp_path / "pipeline")
+    pipeline = Pipeline(stack, tmp_path / "pipeline", sql_services=sql)
     pipeline.work.mkdir()
     pipeline.start()
     try:

@@ -3,7 +3,6 @@ against an S3 endpoint (moto's server, an S3 API on a local port)."""
 
 from collections import Counter
 
-import pyarrow.dataset as ds
 import pytest
 import s3fs
 
@@ -28,18 +27,14 @@ def test_readings_are_archived_exactly_once_on_s3_and_queryable(
         fs = s3fs.S3FileSystem(key=S3_KEY, secret=S3_SECRET, endpoint_url=s3_endpoint)
 
         def archived():
-            if not fs.exists("lake/iot/raw/readings"):
-                return []
-            fs.invalidate_cache()
-            table = ds.dataset(
-                "lake/iot/raw/readings", filesystem=fs, format="parquet", partitioning="hive"
-            ).to_table()
-            return [p.encode() for p in table["payload"].to_pylist()]
+            return pipe.readings_payloads()
 
         wait_for(lambda: len(archived()) >= len(sent), 60, "readings on S3")
         assert Counter(archived()) == Counter(sent)
-        assert fs.exists("lake/iot/_checkpoints/readings")
-        pipe.jobs.kill9()  # recovery reads its checkpoints back from S3
+        files = fs.find("lake/iot/warehouse/raw/readings")
+        assert any(f.endswith(".parquet") for f in files)
+        assert any(f.endswith(".metadata.json") for f in files)
+        pipe.jobs.kill9()  # recovery reads its offsets back from the table on S3
         pipe.jobs.start()
         pipe.wait_healthy(pipe.jobs, "WEB_PORT")
         gen = pipe.generator(seconds=2, interval_ms=50)
@@ -53,9 +48,9 @@ def test_readings_are_archived_exactly_once_on_s3_and_queryable(
         rows = pipe.sql("SELECT payload FROM hive.raw.readings")
         assert Counter(r[0].encode() for r in rows) == Counter(sent)
         (location,) = pipe.sql(
-            "SELECT DISTINCT regexp_extract(\"$path\", '^s3://lake/iot/raw/') "
-            "FROM hive.raw.readings"
+            "SELECT DISTINCT regexp_extract(\"$path\", '^s3://lake/iot/warehouse/raw/readings/') "
+            "FROM iceberg.raw.readings"
         )
-        assert location == ["s3://lake/iot/raw/"]
+        assert location == ["s3://lake/iot/warehouse/raw/readings/"]
     finally:
         pipe.stop()

@@ -1,11 +1,19 @@
-import pyarrow.dataset as ds
+"""The archive job without Kafka or a metastore: records in, rows built, and the
+commit protocol run against an in-memory table (FakeIcebergTable)."""
+
 import pytest
+from confluent_kafka import OFFSET_BEGINNING, TopicPartition
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from iot_data_generator.readings import reading_payload
-from stream_jobs.archive import TopicArchiver, data_file_name, split_by_partition
-from stream_jobs.errors import LakeError
+from stream_jobs.archive import TopicArchiver, since
+from stream_jobs.iceberg import offset_properties
 from stream_jobs.lake import Lake
 from stream_jobs.tables import READINGS, REJECTED, SENSORS, Record, Source, build_readings
+from tests.unit.test_iceberg import CommitFailed, FakeIcebergTable
+
+TOPIC = "iot.readings"
 
 
 def reading(offset, day="2026-11-24", partition=0, sensor="Sensor 1"):
@@ -23,32 +31,62 @@ def foreign(offset, payload=b"garbage", partition=0):
     return Record(partition, offset, 1_795_564_800_000, None, payload, {})
 
 
-def archiver(tmp_path, clock=lambda: 0.0):
+class FakeConsumer:
+    def __init__(self):
+        self.assigned: list[TopicPartition] = []
+        self.committed: list[list[TopicPartition]] = []
+
+    def assign(self, partitions):
+        self.assigned = list(partitions)
+
+    def unassign(self):
+        self.assigned = []
+
+    def commit(self, offsets, asynchronous):
+        self.committed.append(offsets)
+
+
+@pytest.fixture
+def tables(tmp_path):
+    """raw.readings and raw.rejected in memory, their commits logged in one list."""
+    lake, log = Lake(str(tmp_path)), []
+    return FakeIcebergTable(READINGS, lake, log=log), FakeIcebergTable(REJECTED, lake, log=log)
+
+
+def started(tables, clock=lambda: 0.0):
+    """A (re)started archiver of the readings topic, not assigned anything yet."""
+    readings, rejected = tables
     return TopicArchiver(
-        READINGS,
-        "iot.readings",
-        Lake(str(tmp_path)),
-        {},
+        readings,
+        TOPIC,
+        consumer_config={},
         rotate_rows=1000,
         rotate_seconds=5,
-        zstd_level=3,
+        rejected=rejected,
         clock=clock,
     )
 
 
-def archived(tmp_path, table_name="readings"):
-    path = tmp_path / "raw" / table_name
-    if not any(path.rglob("*.parquet")):
-        return []
-    table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+def assign(a, *partitions):
+    """Assign partitions as the consumer group would: the offsets it resumes at."""
+    tps = [TopicPartition(TOPIC, p) for p in partitions]
+    a._on_assign(FakeConsumer(), tps)
+    return {tp.partition: tp.offset for tp in tps}
+
+
+def archiver(tables, clock=lambda: 0.0):
+    """A (re)started archiver, assigned partition 0."""
+    a = started(tables, clock)
+    assign(a, 0)
+    return a
+
+
+def archived(table):
+    """(kafka_partition, kafka_offset) of every committed row, sorted."""
+    rows = table.rows()
     return sorted(
-        zip(table["kafka_partition"].to_pylist(), table["kafka_offset"].to_pylist(), strict=True)
+        zip(rows["kafka_partition"].to_pylist(), rows["kafka_offset"].to_pylist(), strict=True)
     )
-
-
-def test_file_names_sort_by_offset():
-    assert data_file_name("t", 2, 5, 10) < data_file_name("t", 2, 11, 12)
-    assert data_file_name("t", 2, 5, 10) == "t+2+0000000000000000005+0000000000000000010.parquet"
 
 
 def test_readings_columns_keep_payload_and_microseconds():
@@ -134,77 +172,113 @@ def test_receive_times_outside_the_calendar_do_not_raise():
 
 
 def test_split_by_event_date():
+    from stream_jobs.iceberg import split_by_day
+
     table = build_readings(
         [reading(0, "2026-11-24"), reading(1, "2026-11-25"), reading(2, "2026-11-24")]
     ).rows
-    parts = split_by_partition(table, "event_date")
-    assert [(f, t.num_rows) for f, t in parts] == [
-        ("event_date=2026-11-24", 2),
-        ("event_date=2026-11-25", 1),
-    ]
-    assert "event_date" not in parts[0][1].column_names
+    parts = split_by_day(table, READINGS.partition_column)
+    assert [(str(d), t.num_rows) for d, t in parts] == [("2026-11-24", 2), ("2026-11-25", 1)]
 
 
-def test_flush_writes_each_record_once_and_moves_the_checkpoint(tmp_path):
-    a = archiver(tmp_path)
+def test_a_flush_commits_every_partition_with_its_next_offset(tables):
+    readings, rejected = tables
+    a = started(tables)
+    assign(a, 0, 1)
+    consumer = a._consumer = FakeConsumer()
     a.add([reading(i, "2026-11-24" if i % 2 else "2026-11-25") for i in range(10)])
-    a.flush(0)
-    assert archived(tmp_path) == [(0, i) for i in range(10)]
-    assert a.recover(0) == 10
-    # A replay of offsets below the checkpoint is ignored.
-    a.add([reading(i) for i in range(5, 12)])
-    a.flush(0)
-    assert archived(tmp_path) == [(0, i) for i in range(12)]
+    a.add([reading(i, partition=1) for i in range(3)])
+    a.flush()
+    (commit,) = readings.commits
+    assert commit.properties == offset_properties(TOPIC, {0: 10, 1: 3})
+    assert len(commit.files) == 2  # one file per day
+    assert commit.stop is a._stop  # a stopping job may give up waiting for the metastore
+    assert archived(readings) == [(0, i) for i in range(10)] + [(1, i) for i in range(3)]
+    assert readings.offsets(TOPIC) == {0: 10, 1: 3}
+    assert rejected.commits == []  # no dead letters, nothing to commit there
+    assert (a.stats.rows, a.stats.files, a.stats.commits) == (13, 2, 1)
+    # Kafka's committed offsets follow the table (lag monitoring only)
+    (kafka,) = consumer.committed
+    assert sorted((tp.partition, tp.offset) for tp in kafka) == [(0, 10), (1, 3)]
+    a.flush()  # nothing buffered: no commit
+    assert len(readings.commits) == 1
 
 
-def test_crash_in_the_middle_of_a_flush_is_rolled_back(tmp_path, monkeypatch):
-    a = archiver(tmp_path)
+def test_a_restart_resumes_at_the_offsets_the_table_holds(tables):
+    readings, _ = tables
+    a = archiver(tables)
+    a.add([reading(i) for i in range(10)])
+    a.flush()
+    restarted = started(tables)
+    assert assign(restarted, 0, 1) == {0: 10, 1: OFFSET_BEGINNING}
+    # A replay of offsets below the table's is ignored.
+    restarted.add([reading(i) for i in range(5, 12)])
+    restarted.flush()
+    assert archived(readings) == [(0, i) for i in range(12)]
+    assert readings.commits[-1].properties == offset_properties(TOPIC, {0: 12})
+
+
+def test_a_commit_that_fails_changes_nothing_and_the_replay_archives_once(tables):
+    readings, _ = tables
+    a = archiver(tables)
     a.add([reading(i) for i in range(3)])
-    a.flush(0)
-    # Next flush spans two dates; the process dies after the first file.
+    a.flush()
+    # The next flush spans two dates; its commit never lands (the job stopped, or died).
     a.add([reading(3, "2026-11-24"), reading(4, "2026-11-25")])
-    lake = a.lake
-    real_write = lake.write_atomic
-    calls = {"n": 0}
+    readings.fail_commits = 1
+    with pytest.raises(CommitFailed):
+        a.flush()
+    assert archived(readings) == [(0, 0), (0, 1), (0, 2)]  # its files are orphans
+    assert len(readings.written) == 2 and readings.offsets(TOPIC) == {0: 3}
 
-    def dying_write(path, data):
-        if path.endswith(".parquet"):
-            calls["n"] += 1
-            if calls["n"] == 2:
-                raise LakeError("power cut")
-        real_write(path, data)
-
-    monkeypatch.setattr(lake, "write_atomic", dying_write)
-    with pytest.raises(LakeError):
-        a.flush(0)
-    assert (0, 3) in archived(tmp_path)  # the half-done flush is visible until recovery
-    monkeypatch.setattr(lake, "write_atomic", real_write)
-
-    restarted = archiver(tmp_path)
-    assert restarted.recover(0) == 3
-    assert archived(tmp_path) == [(0, 0), (0, 1), (0, 2)]
+    restarted = started(tables)
+    assert assign(restarted, 0) == {0: 3}
     restarted.add([reading(i, "2026-11-24" if i == 3 else "2026-11-25") for i in range(3, 6)])
-    restarted.flush(0)
-    assert archived(tmp_path) == [(0, i) for i in range(6)]
+    restarted.flush()
+    assert archived(readings) == [(0, i) for i in range(6)]
 
 
-def test_rotation_by_rows_and_by_age(tmp_path):
+def test_rotation_by_rows_and_by_age(tables):
+    readings, _ = tables
     now = {"t": 0.0}
-    a = archiver(tmp_path, clock=lambda: now["t"])
+    a = archiver(tables, clock=lambda: now["t"])
     a.rotate_rows = 3
     a.add([reading(0), reading(1)])
     a.flush_due()
-    assert archived(tmp_path) == []
+    assert archived(readings) == []
     a.add([reading(2)])
     a.flush_due()
-    assert len(archived(tmp_path)) == 3  # full
+    assert len(archived(readings)) == 3  # full
     a.add([reading(3)])
     now["t"] = 4.9
     a.flush_due()
-    assert len(archived(tmp_path)) == 3
+    assert len(archived(readings)) == 3
     now["t"] = 5.0
     a.flush_due()
-    assert len(archived(tmp_path)) == 4  # old enough
+    assert len(archived(readings)) == 4  # old enough
+
+
+def test_one_full_partition_flushes_every_partition_in_one_commit(tables):
+    readings, _ = tables
+    a = started(tables)
+    assign(a, 0, 1)
+    a.rotate_rows = 3
+    a.add([reading(0, partition=1)])
+    a.add([reading(i) for i in range(3)])
+    a.flush_due()
+    (commit,) = readings.commits
+    assert commit.properties == offset_properties(TOPIC, {0: 3, 1: 1})
+    assert archived(readings) == [(0, 0), (0, 1), (0, 2), (1, 0)]
+
+
+def test_a_revoked_partition_is_flushed_and_forgotten(tables):
+    readings, _ = tables
+    a = started(tables)
+    assign(a, 0, 1)
+    a.add([reading(0), reading(0, partition=1)])
+    a._on_revoke(FakeConsumer(), [TopicPartition(TOPIC, 1)])
+    assert archived(readings) == [(0, 0), (1, 0)]
+    assert a.stats.assigned == [0] and 1 not in a._next
 
 
 def test_sensor_versions_and_tombstones():
@@ -316,77 +390,121 @@ def test_a_payload_the_fast_path_cannot_judge_goes_row_by_row():
     assert mixed.rejected.column("reason_code").to_pylist() == ["not_object"]
 
 
-# -- dead letters of the readings topic, written with the readings -----------------
+# -- dead letters of the readings topic, committed with the readings -----------------
 
 
-def test_a_flush_writes_dead_letters_beside_the_readings_exactly_once(tmp_path):
-    added = []
-    a = archiver(tmp_path)
-    a.on_partition = lambda spec, folder: added.append((spec.name, folder))
+def test_a_flush_commits_dead_letters_first_with_the_same_offsets(tables):
+    readings, rejected = tables
+    a = archiver(tables)
     a.add([reading(0), foreign(1), reading(2), foreign(3, b'{"id": 1}')])
-    a.flush(0)
-    assert archived(tmp_path) == [(0, 0), (0, 2)]
-    assert archived(tmp_path, "rejected") == [(0, 1), (0, 3)]
-    files = sorted(p.name for p in (tmp_path / "raw" / "rejected").rglob("*.parquet"))
-    assert files == [data_file_name("iot.readings", 0, 0, 3)]  # never the DLQ's names
-    assert ("rejected", "received_date=2026-11-25") in added
-    assert ("readings", "event_date=2026-11-24") in added
+    a.flush()
+    assert readings.log == ["rejected", "readings"]  # the dead letters never lag
+    assert rejected.commits[0].properties == readings.commits[0].properties
+    assert readings.commits[0].properties == offset_properties(TOPIC, {0: 4})
+    assert archived(readings) == [(0, 0), (0, 2)]
+    assert archived(rejected) == [(0, 1), (0, 3)]
+    assert rejected.rows().column("kafka_topic").to_pylist() == [TOPIC, TOPIC]
     assert (a.stats.rows, a.stats.rejected) == (4, 2)
-    assert a.recover(0) == 4
 
 
-def test_a_crash_after_the_pending_checkpoint_rolls_back_the_dead_letters_too(
-    tmp_path, monkeypatch
-):
-    from stream_jobs import archive
+def test_a_failed_readings_commit_after_the_dead_letters_replays_without_doubling(tables):
+    readings, rejected = tables
+    a = archiver(tables)
+    a.add([reading(0), foreign(1), reading(2), foreign(3)])
+    readings.fail_commits = 1
+    with pytest.raises(CommitFailed):
+        a.flush()
+    assert readings.log == ["rejected"]
+    assert archived(rejected) == [(0, 1), (0, 3)] and archived(readings) == []
 
-    class Crash(BaseException):
-        pass
+    # The restart reads from the readings' offsets (none) and skips the dead letters
+    # below raw.rejected's own offsets; a new one past them is still kept.
+    restarted = archiver(tables)
+    assert restarted._rejected_from == {0: 4}
+    restarted.add([reading(0), foreign(1), reading(2), foreign(3), foreign(4)])
+    restarted.flush()
+    assert archived(rejected) == [(0, 1), (0, 3), (0, 4)]
+    assert archived(readings) == [(0, 0), (0, 2)]
+    assert rejected.offsets(TOPIC) == readings.offsets(TOPIC) == {0: 5}
+    assert restarted.stats.rejected == 3  # counted as read; written once
 
-    def crash_at(step):
-        def crash_point(name):
-            if name == step:
-                raise Crash(name)
-
-        return crash_point
-
-    for step in ("pending", "written"):
-        root = tmp_path / step
-        monkeypatch.setattr(archive, "crash_point", crash_at(f"archive.readings.{step}"))
-        a = archiver(root)
-        a.add([reading(0), foreign(1)])
-        with pytest.raises(Crash):
-            a.flush(0)
-        monkeypatch.setattr(archive, "crash_point", lambda name: None)
-        restarted = archiver(root)
-        assert restarted.recover(0) == 0  # the pending files are deleted
-        assert archived(root) == [] and archived(root, "rejected") == []
-        restarted.add([reading(0), foreign(1)])
-        restarted.flush(0)
-        assert archived(root) == [(0, 0)] and archived(root, "rejected") == [(0, 1)]
-
-    # After the checkpoint moved, the flush stands.
-    root = tmp_path / "committed"
-    monkeypatch.setattr(archive, "crash_point", crash_at("archive.readings.committed"))
-    a = archiver(root)
-    a.add([reading(0), foreign(1)])
-    with pytest.raises(Crash):
-        a.flush(0)
-    assert archiver(root).recover(0) == 2
-    assert archived(root) == [(0, 0)] and archived(root, "rejected") == [(0, 1)]
+    # A replay whose dead letters are all in raw.rejected commits only the readings.
+    readings.fail_commits = 1
+    restarted.add([foreign(5), reading(6)])
+    with pytest.raises(CommitFailed):
+        restarted.flush()
+    again = archiver(tables)
+    again.add([foreign(5), reading(6)])
+    log_before = list(readings.log)
+    again.flush()
+    assert readings.log[len(log_before) :] == ["readings"]
+    assert archived(rejected) == [(0, 1), (0, 3), (0, 4), (0, 5)]
+    assert archived(readings) == [(0, 0), (0, 2), (0, 6)]
 
 
-def test_crash_points_are_passed_in_protocol_order(tmp_path, monkeypatch):
-    from mqtt_bridge.crashpoints import STEPS
-    from stream_jobs import archive
+def test_the_dead_letters_of_one_partition_do_not_skip_another(tables):
+    readings, rejected = tables
+    rejected.properties.update(offset_properties(TOPIC, {0: 100}))
+    a = started(tables)
+    assign(a, 0, 1)
+    a.add([foreign(5), foreign(5, partition=1), foreign(150)])
+    a.flush()
+    assert archived(rejected) == [(0, 150), (1, 5)]
+    assert archived(readings) == []
+    assert readings.offsets(TOPIC) == {0: 151, 1: 6}
 
-    passed = []
-    monkeypatch.setattr(archive, "crash_point", passed.append)
-    a = archiver(tmp_path)
-    a.add([reading(0)])
-    a.flush(0)
-    assert passed == [f"archive.readings.{s}" for s in ("pending", "written", "committed")]
-    assert all(step in STEPS for step in passed)
+
+def test_the_dlq_and_the_readings_topic_share_raw_rejected_with_their_own_offsets(tables):
+    readings, rejected = tables
+    a = archiver(tables)
+    a.add([foreign(0), reading(1)])
+    a.flush()
+    dlq = TopicArchiver(
+        rejected, "iot.readings.dlq", consumer_config={}, rotate_rows=10, rotate_seconds=5
+    )
+    tp = TopicPartition("iot.readings.dlq", 0)
+    dlq._on_assign(FakeConsumer(), [tp])
+    assert tp.offset == OFFSET_BEGINNING  # the readings topic's offsets are not its own
+    dlq.add(
+        [Record(0, i, 1_795_564_800_000, None, b"x", {"reason": b"not_json: x"}) for i in range(3)]
+    )
+    dlq.flush()
+    assert rejected.offsets("iot.readings.dlq") == {0: 3}
+    assert rejected.offsets(TOPIC) == readings.offsets(TOPIC) == {0: 2}
+    topics = rejected.rows().column("kafka_topic").to_pylist()
+    assert sorted(topics) == [TOPIC] + ["iot.readings.dlq"] * 3
+
+
+def test_a_table_without_dead_letters_archives_alone(tmp_path):
+    sensors = FakeIcebergTable(SENSORS, Lake(str(tmp_path)))
+    a = TopicArchiver(sensors, "iot.sensors", consumer_config={}, rotate_rows=10, rotate_seconds=5)
+    a.add([Record(0, 0, 1_795_564_800_000, b"Sensor 1", b'{"range": [0, 45]}', {})])
+    a.add([Record(0, 1, 1_795_564_801_000, b"Sensor 1", None, {})])
+    a.flush()
+    (commit,) = sensors.commits
+    assert len(commit.files) == 1 and commit.properties == offset_properties("iot.sensors", {0: 2})
+    assert sensors.rows().column("deleted").to_pylist() == [False, True]
+
+
+ROWS = st.lists(st.tuples(st.one_of(st.none(), st.integers(0, 3)), st.integers(0, 50)), max_size=40)
+
+
+@settings(max_examples=300, deadline=None, database=None)
+@given(rows=ROWS, floors=st.dictionaries(st.integers(0, 4), st.integers(0, 60), max_size=4))
+def test_since_keeps_exactly_the_rows_at_or_past_their_partitions_floor(rows, floors):
+    import pyarrow as pa
+
+    table = pa.table(
+        {
+            "kafka_partition": pa.array([p for p, _ in rows], pa.int32()),
+            "kafka_offset": pa.array([o for _, o in rows], pa.int64()),
+            "n": pa.array(range(len(rows)), pa.int64()),
+        }
+    )
+    kept = since(table, floors)
+    want = [i for i, (p, o) in enumerate(rows) if p is None or p not in floors or o >= floors[p]]
+    assert kept.column("n").to_pylist() == want  # in their order
+    assert kept.schema == table.schema
 
 
 @pytest.mark.parametrize(

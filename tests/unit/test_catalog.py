@@ -1,22 +1,19 @@
-from stream_jobs.catalog import create_table_sql, kafka_table, live_view_sql, sql_literal, view_sqls
-from stream_jobs.tables import READINGS, SENSORS
+"""The SQL side without Trino: the views' text, and when they are created."""
 
+import threading
 
-def test_readings_ddl_types_partitioning_and_comments():
-    sql = create_table_sql(READINGS, "hive", "raw", "file:///lake/raw/readings")
-    assert sql.startswith("CREATE TABLE IF NOT EXISTS hive.raw.readings (")
-    assert "ts timestamp(6) COMMENT 'Event time: the payload''s dt, UTC, microseconds'" in sql
-    assert "value double COMMENT" in sql and "kafka_offset bigint" in sql
-    assert "kafka_partition integer" in sql
-    # the partition column comes last, as Hive wants
-    assert sql.index("event_date date") > sql.index("kafka_offset bigint")
-    assert "partitioned_by = ARRAY['event_date']" in sql
-    assert "external_location = 'file:///lake/raw/readings'" in sql
+import pytest
+from trino.exceptions import HttpError, TrinoUserError
 
-
-def test_unpartitioned_table_has_no_partitioning():
-    sql = create_table_sql(SENSORS, "hive", "raw", "s3://bucket/raw/sensors")
-    assert "partitioned_by" not in sql and "deleted boolean" in sql
+from stream_jobs.catalog import (
+    SqlCatalog,
+    kafka_table,
+    live_view_sql,
+    sql_catalog,
+    sql_literal,
+    view_sqls,
+)
+from stream_jobs.settings import StreamSettings
 
 
 def test_literals_are_escaped():
@@ -31,6 +28,14 @@ def test_views_are_replaceable_and_cover_bi_needs():
     assert "in_range" in enriched and "event_date" in enriched
     assert minutes.startswith("CREATE OR REPLACE VIEW hive.curated.readings_1m")
     assert "ORDER BY revision DESC" in minutes
+
+
+def test_views_are_made_over_the_schemas_they_are_given():
+    sqls = view_sqls("iceberg", raw="t_raw", curated="t_cur")
+    assert all(" hive." not in s and " raw." not in s and " curated." not in s for s in sqls)
+    assert "FROM iceberg.t_raw.sensors s" in sqls[0]
+    assert "FROM iceberg.t_raw.readings r" in sqls[1]
+    assert "FROM iceberg.t_cur.readings_1m_revisions w" in sqls[2]
 
 
 def test_kafka_tables_are_named_as_trinos_connector_names_them():
@@ -48,46 +53,99 @@ def test_live_view_splits_archive_and_topic_at_one_instant():
     assert sql.count("UNION ALL") == 1
 
 
-def test_rejected_table_has_the_topic_before_its_partition_column():
-    from stream_jobs.tables import REJECTED
+class Trino:
+    """SqlCatalog.execute, recorded: `listed` is what the Kafka catalog's
+    information_schema answers; `down` makes the next calls fail."""
 
-    sql = create_table_sql(REJECTED, "hive", "raw", "file:///lake/raw/rejected")
-    assert "kafka_topic varchar COMMENT" in sql
-    assert (
-        sql.index("kafka_offset bigint")
-        < sql.index("kafka_topic")
-        < sql.index("payload_size bigint")
-        < sql.index("payload_sha256 varchar")
-        < sql.index("received_date date")
+    def __init__(self, listed=((1,),), down=0, error=HttpError):
+        self.sqls: list[str] = []
+        self.listed, self.down, self.error = [list(r) for r in listed], down, error
+
+    def __call__(self, sql):
+        if self.down:
+            self.down -= 1
+            raise self.error("Trino is starting")
+        self.sqls.append(sql)
+        return self.listed if "information_schema" in sql else []
+
+
+def catalog_with(trino, **kwargs):
+    c = SqlCatalog("localhost", 8080, "test", "iceberg", **kwargs)
+    c.execute = trino
+    return c
+
+
+def test_the_views_and_the_live_view_are_created_when_kafka_lists_the_topic():
+    trino = Trino()
+    catalog_with(trino, kafka_catalog="kafka").ensure_views()
+    assert trino.sqls[:3] == view_sqls("iceberg")
+    assert "information_schema.tables WHERE table_schema = 'iot'" in trino.sqls[3]
+    assert trino.sqls[4] == live_view_sql("iceberg", "raw", "kafka", "iot.readings", 60)
+
+
+@pytest.mark.parametrize("kafka_catalog", ["", "kafka"])
+def test_no_live_view_without_the_topic_in_trinos_kafka_catalog(kafka_catalog):
+    trino = Trino(listed=((0,),))
+    catalog_with(trino, kafka_catalog=kafka_catalog).ensure_views()
+    assert not any("readings_live" in s for s in trino.sqls)
+    assert len(trino.sqls) == (3 if not kafka_catalog else 4)
+
+
+def test_trino_unavailable_is_retried_until_the_views_exist():
+    trino = Trino(down=2)
+    catalog = catalog_with(trino)
+    catalog.run(threading.Event(), retry_s=0)
+    assert catalog.ready.is_set() and trino.sqls == view_sqls("iceberg")
+
+
+def test_the_views_wait_for_the_tables():
+    trino, calls = Trino(), []
+
+    def tables_ready():
+        calls.append(1)
+        return len(calls) > 1
+
+    catalog = catalog_with(trino, wait_for=tables_ready)
+    catalog.run(threading.Event(), retry_s=0)
+    assert len(calls) == 2 and catalog.ready.is_set()
+
+
+def test_a_stop_ends_the_retries():
+    stop = threading.Event()
+    stop.set()
+    catalog = catalog_with(Trino(down=1))
+    catalog.run(stop, retry_s=0)
+    assert not catalog.ready.is_set()
+
+
+def test_a_user_error_on_the_kafka_catalog_costs_the_live_view_only():
+    class MissingCatalog(Trino):
+        def __call__(self, sql):
+            if "information_schema" in sql:
+                raise TrinoUserError({"message": "Catalog 'kafka' not found"})
+            return super().__call__(sql)
+
+    trino = MissingCatalog()
+    catalog_with(trino, kafka_catalog="kafka").ensure_views()
+    assert trino.sqls == view_sqls("iceberg")
+
+
+def test_settings_name_the_catalog_and_schemas_or_turn_it_off():
+    assert sql_catalog(StreamSettings(_env_file=None, trino_host="")) is None
+    s = StreamSettings(
+        _env_file=None,
+        trino_host="trino",
+        trino_catalog="iceberg",
+        raw_schema="r",
+        curated_schema="c",
+        trino_kafka_catalog="",
     )
-    comment = REJECTED.comments["reason_code"]
-    for code in ("dt_too_old", "dt_in_future", "internal_error", "kafka_rejected"):
-        assert code in comment
-
-
-def test_an_existing_table_gets_the_columns_it_lacks():
-    from stream_jobs.catalog import add_column_sqls
-    from stream_jobs.tables import REJECTED
-
-    old = [f.name for f in REJECTED.schema if f.name != "kafka_topic"] + ["received_date"]
-    (sql,) = add_column_sqls(REJECTED, "hive", "raw", old)
-    assert sql.startswith(
-        "ALTER TABLE hive.raw.rejected ADD COLUMN IF NOT EXISTS kafka_topic varchar COMMENT '"
+    c = sql_catalog(s)
+    assert c is not None
+    assert (c.host, c.catalog, c.raw, c.curated, c.kafka_catalog) == (
+        "trino",
+        "iceberg",
+        "r",
+        "c",
+        "",
     )
-    assert add_column_sqls(REJECTED, "hive", "raw", [*old, "KAFKA_TOPIC"]) == []
-
-
-def test_many_new_partitions_of_a_table_are_registered_with_one_sync():
-    from stream_jobs.catalog import PartitionAdded, plan_registrations
-    from stream_jobs.tables import REJECTED
-
-    days = [PartitionAdded(READINGS, f"event_date=2026-01-{d:02d}") for d in range(1, 21)]
-    few = [PartitionAdded(REJECTED, "received_date=2026-01-01")] * 3  # duplicates
-    plan = plan_registrations([*days, *few, days[0]], sync_above=16)
-    assert [(p.table.name, len(p.items), p.sync) for p in plan] == [
-        ("readings", 20, True),
-        ("rejected", 1, False),
-    ]
-    plan = plan_registrations(days[:16], sync_above=16)
-    assert len(plan) == 16 and not any(p.sync for p in plan)
-    assert plan_registrations([]) == []

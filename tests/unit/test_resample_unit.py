@@ -1,18 +1,31 @@
-"""The 1-minute job around the windows, without Kafka: records in, lake out."""
+"""The 1-minute job around the windows, without Kafka or a metastore: records in,
+emissions and checkpoints out, to an in-memory table (FakeIcebergTable) whose state
+files live in a real lake."""
 
 import logging
 import time
 from datetime import UTC, datetime
 
 import orjson
-import pyarrow.dataset as ds
 import pytest
+from confluent_kafka import TopicPartition
 
 import stream_jobs.resample as resample
 from mqtt_bridge.contract import TimeBounds
+from stream_jobs.errors import LakeError
+from stream_jobs.iceberg import offset_key
 from stream_jobs.lake import Lake
-from stream_jobs.resample import MinuteJob, SensorRanges, range_of, record_received_us
+from stream_jobs.resample import (
+    IDLE_COMMIT_S,
+    MinuteJob,
+    SensorRanges,
+    range_of,
+    record_received_us,
+    state_key,
+)
+from stream_jobs.tables import READINGS_1M_REVISIONS
 from stream_jobs.windows import MINUTE_US
+from tests.unit.test_iceberg import CommitFailed, FakeIcebergTable
 
 S = 1_000_000
 
@@ -46,26 +59,45 @@ def crashes(monkeypatch):
     return passed
 
 
-def job_on(tmp_path, monkeypatch, **kwargs):
+@pytest.fixture
+def table(tmp_path):
+    """curated.readings_1m_revisions in memory; its state files in a lake on tmp_path."""
+    return FakeIcebergTable(READINGS_1M_REVISIONS, Lake(str(tmp_path)))
+
+
+class FakeConsumer:
+    def assign(self, partitions):
+        self.assigned = list(partitions)
+
+
+def job_on(table, monkeypatch, **kwargs):
+    """A (re)started job, assigned partition 0 of the readings topic as the consumer
+    group would: recovered from what the table's last commit names."""
     monkeypatch.setattr(resample, "Producer", FakeProducer)
     job = MinuteJob(
-        Lake(str(tmp_path)),
-        "127.0.0.1:1",
-        "test",
-        "iot.readings",
-        "iot.sensors",
-        "iot.readings.1m",
+        table,
+        bootstrap="127.0.0.1:1",
+        group="test",
+        readings_topic="iot.readings",
+        sensors_topic="iot.sensors",
+        out_topic="iot.readings.1m",
         lateness_s=5,
         commit_s=2,
         idle_s=5,
-        zstd_level=3,
         **kwargs,
     )
     job.ranges.refresh()
-    resume = job.recover(0)
-    if resume is not None:
-        job._next[0] = resume  # as resume_at_checkpoints does
+    job._on_assign(FakeConsumer(), [TopicPartition("iot.readings", 0)])
     return job
+
+
+def state_files(table):
+    return table.lake.list_files(table.lake.path("_state"))
+
+
+def named_state(table):
+    """The state file the table's last commit names, as a document."""
+    return table.lake.read_json(table.lake.path(table.properties[state_key("iot.readings", 0)]))
 
 
 def iso(us):
@@ -91,12 +123,10 @@ def recent_minute():
     return now - now % MINUTE_US - 10 * MINUTE_US
 
 
-def lake_rows(tmp_path):
-    path = tmp_path / "curated" / "readings_1m_revisions"
-    table = ds.dataset(str(path), format="parquet", partitioning="hive").to_table()
+def lake_rows(table):
     return sorted(
         (r["sensor_id"], r["window_start"], r["revision"], r["count"], r["sum"])
-        for r in table.to_pylist()
+        for r in table.rows().to_pylist()
     )
 
 
@@ -108,8 +138,8 @@ def test_received_time_comes_from_the_header_else_the_kafka_timestamp():
     assert record_received_us({"received_at": "2026-11-25T00:00:01"}, 5) == 1_795_564_801 * S
 
 
-def test_a_reading_dated_9999_is_skipped_and_moves_nothing(tmp_path, monkeypatch, sensors_topic):
-    job = job_on(tmp_path, monkeypatch)
+def test_a_reading_dated_9999_is_skipped_and_moves_nothing(table, monkeypatch, sensors_topic):
+    job = job_on(table, monkeypatch)
     t = recent_minute()
     good = [record("Sensor 1", t + i * S, 10.0, t + i * S + 3000) for i in range(30)]
     bad = record("Sensor 2", 253_370_764_800 * S, 1.0, t + 31 * S)  # dt_in_future
@@ -127,9 +157,9 @@ def ahead_of_now(us):
 
 
 def test_a_forged_receive_time_drags_the_clock_no_further_than_max_ahead(
-    tmp_path, monkeypatch, sensors_topic
+    table, monkeypatch, sensors_topic
 ):
-    job = job_on(tmp_path, monkeypatch)
+    job = job_on(table, monkeypatch)
     # a reading dated 6 minutes ahead: its window closes beyond now + max-ahead (5 min)
     at, start = ahead_of_now(6 * MINUTE_US)
     feed(job, [record("Sensor 1", at, 10.0, at)])
@@ -140,9 +170,9 @@ def test_a_forged_receive_time_drags_the_clock_no_further_than_max_ahead(
 
 
 def test_a_record_that_fails_is_counted_logged_and_skipped(
-    tmp_path, monkeypatch, sensors_topic, caplog
+    table, monkeypatch, sensors_topic, caplog
 ):
-    job = job_on(tmp_path, monkeypatch)
+    job = job_on(table, monkeypatch)
     t = recent_minute()
     real = job.ranges.in_range
 
@@ -168,52 +198,137 @@ def test_a_record_that_fails_is_counted_logged_and_skipped(
 
 
 def test_late_readings_are_one_revision_per_checkpoint_and_survive_a_crash(
-    tmp_path, monkeypatch, sensors_topic, crashes
+    table, monkeypatch, sensors_topic, crashes
 ):
-    job = job_on(tmp_path, monkeypatch)
+    job = job_on(table, monkeypatch)
     t = recent_minute()
     on_time = [record("Sensor 1", t + i * S, float(i % 40), t + i * S + 3000) for i in range(70)]
     n = feed(job, on_time)  # minute 0 closes at t + 65 s
     job.checkpoint(0)
-    assert crashes == ["minute.emitted", "minute.pending", "minute.written"]
-    assert [r[2:] for r in lake_rows(tmp_path)] == [(1, 60, sum(i % 40 for i in range(60)))]
+    assert crashes == ["minute.emitted"]
+    first = sum(i % 40 for i in range(60))
+    assert [r[2:] for r in lake_rows(table)] == [(1, 60, first)]
 
     # 30 late readings for minute 0 (a device an hour behind would look the same)
     late = [record("Sensor 1", t + i * S, 1.0, t + 80 * S + i) for i in range(30)]
     after_late = feed(job, late, n)
     assert job.stats["late"] == 30
-    # crash before the checkpoint: a new job resumes from the last one and replays
-    job = job_on(tmp_path, monkeypatch)
+    # crash before the checkpoint: a new job resumes from the last one and replays;
+    # the window closed before comes back from the table (load_closed)
+    job = job_on(table, monkeypatch)
     assert job._next == {0: n}
     feed(job, late, n)
     crashes.clear()
     job.checkpoint(0)
-    assert crashes == ["minute.emitted", "minute.pending", "minute.written"]
-    rows = lake_rows(tmp_path)
-    first = sum(i % 40 for i in range(60))
+    assert crashes == ["minute.emitted"]
+    rows = lake_rows(table)
     assert [r[2:] for r in rows] == [(1, 60, first), (2, 90, first + 30)]  # one correction
-    path = next((tmp_path / "_checkpoints" / "readings_1m_revisions").iterdir())
-    doc = orjson.loads(path.read_bytes())
+    assert rows[0][:2] == ("Sensor 1", datetime.fromtimestamp(t / S, UTC).replace(tzinfo=None))
+    doc = named_state(table)
     assert doc["next_offset"] == after_late and doc["windows"]["dirty"] == []
+    assert table.properties[offset_key("iot.readings", 0)] == str(after_late)
+    assert len(state_files(table)) == 1  # the one before is deleted once replaced
 
     crashes.clear()
+    commits = len(table.commits)
     job.checkpoint(0)  # nothing read since: nothing emitted, no crash point reached
-    assert crashes == []
+    assert crashes == [] and len(table.commits) == commits
 
 
-def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(
-    tmp_path, monkeypatch, sensors_topic
+def test_a_checkpoint_commits_its_emissions_with_the_offset_and_the_state_file(
+    table, monkeypatch, sensors_topic
 ):
-    lake = Lake(str(tmp_path))
+    job = job_on(table, monkeypatch)
+    t = recent_minute()
+    n = feed(job, [record("Sensor 1", t + i * S, 2.0, t + i * S) for i in range(70)])
+    job.checkpoint(0)
+    (commit,) = table.commits
+    state = commit.properties[state_key("iot.readings", 0)]
+    assert commit.properties == {
+        offset_key("iot.readings", 0): str(n),
+        state_key("iot.readings", 0): state,
+    }
+    assert state.startswith("_state/readings_1m_revisions/iot.readings+0/")
+    assert len(commit.files) == 1  # the emissions, one file for their one day
+    doc = named_state(table)
+    assert (doc["topic"], doc["partition"], doc["next_offset"]) == ("iot.readings", 0, n)
+    assert doc["windows"] == job.windows[0].snapshot()  # the open minute, t + 60 s ...
+    (produced,) = job._producer.produced  # reached Kafka before the commit
+    assert produced[0] == "iot.readings.1m"
+    assert orjson.loads(produced[2])["count"] == 60
+
+
+def test_a_checkpoint_with_nothing_to_emit_commits_once_a_minute(table, monkeypatch, sensors_topic):
+    job = job_on(table, monkeypatch)
+    t = recent_minute()
+    n = feed(job, [record("Sensor 1", t + i * S, 1.0, t + i * S) for i in range(30)])
+    job.checkpoint(0)  # the minute is still open: nothing to emit
+    assert table.commits == [] and state_files(table) == []
+    # A restart now replays from the table's (older) checkpoint: the same windows.
+    again = job_on(table, monkeypatch)
+    assert again._next == {} and again.windows[0].open == {}
+
+    job._last_commit[0] -= IDLE_COMMIT_S  # a minute without a commit
+    job.checkpoint(0)
+    (commit,) = table.commits
+    assert commit.files == []
+    assert commit.properties[offset_key("iot.readings", 0)] == str(n)
+    job.checkpoint(0)  # and nothing read since: nothing at all
+    assert len(table.commits) == 1
+
+    # The windows come back from the state file the table names.
+    restarted = job_on(table, monkeypatch)
+    assert restarted._next == {0: n}
+    (agg,) = restarted.windows[0].open.values()
+    assert (agg.count, agg.sum) == (30, 30.0)
+    assert restarted.windows[0].clock_us == job.windows[0].clock_us
+
+
+def test_state_files_of_commits_that_did_not_land_are_never_read(table, monkeypatch, sensors_topic):
+    job = job_on(table, monkeypatch)
+    t = recent_minute()
+    n = feed(job, [record("Sensor 1", t + i * S, 1.0, t + i * S) for i in range(10)])
+    job._last_commit[0] -= IDLE_COMMIT_S
+    job.checkpoint(0)
+    good = table.properties[state_key("iot.readings", 0)]
+    feed(job, [record("Sensor 1", t + i * S, 1.0, t + i * S) for i in range(10, 20)], n)
+    job._last_commit[0] -= IDLE_COMMIT_S
+    table.fail_commits = 1
+    with pytest.raises(CommitFailed):
+        job.checkpoint(0)
+    assert len(state_files(table)) == 2  # written, never named by the table
+
+    restarted = job_on(table, monkeypatch)
+    assert state_files(table) == [table.lake.path(good)]  # the other one is deleted
+    assert restarted._next == {0: n}
+    (agg,) = restarted.windows[0].open.values()
+    assert agg.count == 10
+
+
+def test_a_state_file_the_table_names_must_exist(table, monkeypatch, sensors_topic):
+    table.properties.update(
+        {
+            offset_key("iot.readings", 0): "7",
+            state_key("iot.readings", 0): "_state/readings_1m_revisions/iot.readings+0/gone.json",
+        }
+    )
+    with pytest.raises(LakeError, match="missing from the lake"):
+        job_on(table, monkeypatch)
+
+
+def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(table, monkeypatch, sensors_topic):
     old = {
         "topic": "iot.readings",
         "partition": 0,
         "next_offset": 7,
         "windows": {"clock_us": 253_370_764_800 * S, "open": []},
-        "pending": None,
     }
-    lake.write_json(lake.path("_checkpoints", "readings_1m_revisions", "iot.readings+0.json"), old)
-    job = job_on(tmp_path, monkeypatch)
+    state = "_state/readings_1m_revisions/iot.readings+0/old.json"
+    table.lake.write_json(table.lake.path(state), old)
+    table.properties.update(
+        {offset_key("iot.readings", 0): "7", state_key("iot.readings", 0): state}
+    )
+    job = job_on(table, monkeypatch)
     assert job._next == {0: 7}
     assert job.windows[0].clock_us <= time.time_ns() // 1000 + 300 * S
     at, start = ahead_of_now(6 * MINUTE_US)
@@ -221,8 +336,8 @@ def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(
     assert job.windows[0].late == 0 and ("Sensor 1", start) in job.windows[0].open
 
 
-def test_the_job_takes_the_contracts_bounds(tmp_path, monkeypatch, sensors_topic):
-    job = job_on(tmp_path, monkeypatch, bounds=TimeBounds.of(datetime(2000, 1, 1), 3600))
+def test_the_job_takes_the_contracts_bounds(table, monkeypatch, sensors_topic):
+    job = job_on(table, monkeypatch, bounds=TimeBounds.of(datetime(2000, 1, 1), 3600))
     t = recent_minute()
     feed(job, [record("Sensor 1", t + 1800 * S, 1.0, t)])  # 30 min ahead: within an hour
     assert job.stats["readings"] == 1 and job.stats["skipped_invalid"] == 0
