@@ -40,7 +40,7 @@ down: ## Stop everything (the data in ./data is kept)
 status: ## What runs and whether it is healthy
 	@$(PY) -m local status
 
-sql: ## A Trino SQL prompt on the hive catalog (make up first)
+sql: ## A Trino SQL prompt on the iceberg catalog (make up first)
 	@$(PY) -m local sql
 
 logs: ## Last log lines of every service (make logs F=1 to follow)

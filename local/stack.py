@@ -117,7 +117,7 @@ def health(s: Stack) -> dict[str, bool]:
         "hive_metastore": port_open(s.metastore_port),
         "trino": s.trino_ready(),
         "mqtt_bridge": bool(bridge and bridge.get("healthy")),
-        "stream_jobs": bool(jobs and jobs.get("healthy") and jobs.get("sql_catalog") == "ready"),
+        "stream_jobs": bool(jobs and jobs.get("healthy") and jobs.get("sql_views") == "ready"),
     }
 
 
@@ -144,9 +144,10 @@ def up() -> None:
         f"\nMQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' "
         f"(mosquitto_sub -p {s.mqtt_port} -t sensors -v)\n"
         f"Kafka    {s.bootstrap}, topics iot.readings, iot.readings.dlq, iot.sensors\n"
-        f"Archive  {s.lake_url}/raw/{{readings,sensors,rejected}} (Parquet, Hive partitions)\n"
-        f"SQL      Trino http://127.0.0.1:{s.trino_port}, catalog hive, schemas raw and curated "
-        f"(make sql); Hive Metastore thrift://127.0.0.1:{s.metastore_port}\n"
+        f"Tables   Apache Iceberg in {s.lake_url}/warehouse (Parquet), catalogued in the "
+        f"Hive Metastore thrift://127.0.0.1:{s.metastore_port}\n"
+        f"SQL      Trino http://127.0.0.1:{s.trino_port}, catalog iceberg, schemas raw and "
+        f"curated (make sql)\n"
         f"Health   http://127.0.0.1:{s.bridge_health_port}/health (bridge), "
         f"http://127.0.0.1:{s.stream_web_port}/health (stream jobs)\n"
         f"Logs     {s.log_dir} (make logs); stop with make down (data is kept)"
@@ -188,7 +189,7 @@ def logs(follow: bool) -> None:
 
 
 def sql() -> None:
-    """A Trino CLI on the hive catalog (Java 24+, as the server)."""
+    """A Trino CLI on the iceberg catalog (Java 24+, as the server)."""
     s = stack()
     java_home = os.environ.get("TRINO_JAVA_HOME", versions()["TRINO_JAVA_HOME"])
     os.execv(
@@ -200,7 +201,7 @@ def sql() -> None:
             "--server",
             f"http://127.0.0.1:{s.trino_port}",
             "--catalog",
-            "hive",
+            "iceberg",
             "--schema",
             "raw",
             "--user",

@@ -37,8 +37,8 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from hive_metastore.ThriftHiveMetastore import Client as _ThriftClient  # type: ignore[import-untyped]
-from hive_metastore.ttypes import GetTableRequest  # type: ignore[import-untyped]
+from hive_metastore.ThriftHiveMetastore import Client as _ThriftClient
+from hive_metastore.ttypes import GetTableRequest
 from pyiceberg.catalog.hive import HiveCatalog, _HiveClient
 from pyiceberg.exceptions import (
     NamespaceAlreadyExistsError,

@@ -58,7 +58,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
-from hive_metastore.ttypes import NoSuchObjectException  # type: ignore[import-untyped]
+from hive_metastore.ttypes import NoSuchObjectException
 
 from mqtt_bridge.crashpoints import crash_point
 from stream_jobs.errors import StreamJobError

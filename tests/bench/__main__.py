@@ -1,15 +1,28 @@
-"""`make bench`: throughput, freshness and latency of the pipeline on this machine, printed.
+"""`make bench`: throughput, freshness, latency and size of the pipeline on this machine,
+printed. The tables are Apache Iceberg tables in the Hive Metastore (stream_jobs.iceberg).
 
-Stages, each against the real services started on free ports:
-  archiver alone  a pre-filled Kafka topic -> Parquet (in-process TopicArchiver)
-  bridge alone    MQTT publish (mosquitto_pub, C, QoS 1) -> bridge -> Kafka
-  end to end      MQTT publish -> bridge -> Kafka -> stream_jobs -> Parquet, verified exact
-  freshness       MQTT publish -> visible in Trino: raw.readings, and the live view
-  queries         one sensor-day and a month of daily means over a backfilled history
-  minutes         the 1-minute job alone (pre-filled topic), and end of a minute ->
-                  its row in curated.readings_1m through the whole pipeline
-Rates are given overall (first publish to last row, including the last file's
-rotation wait) and steady (between 10% and 90% of the readings).
+Stages, each against the real services started on free ports (Mosquitto, Kafka, and
+PostgreSQL, the Hive Metastore and Trino, which every stage needs: the tables live there):
+  archiver     a pre-filled Kafka topic -> the Iceberg table raw.readings (in-process
+               TopicArchiver): rows committed (the offsets in the table's properties),
+               commit latency, bytes a reading on disk
+  minutes      the 1-minute job alone (pre-filled topic -> curated.readings_1m_revisions,
+               the same figures), and the end of a minute -> its row in
+               curated.readings_1m through the whole pipeline
+  bridge       MQTT publish (mosquitto_pub, C, QoS 1) -> bridge -> Kafka
+  e2e          MQTT publish -> bridge -> Kafka -> stream_jobs -> Iceberg, verified exact
+  freshness    MQTT publish -> visible in Trino: iceberg raw.readings, and the live view
+  queries      one sensor-day and a month of daily means over a backfilled history
+  day          a day of commits (8,640 at ROTATE_SECONDS=10) at up to 60x speed, with a
+               maintenance pass (compaction, expiry through Trino) every 30 commits:
+               metadata size and commit latency, start vs end; and what the compaction
+               policy rewrites over a day (planned, no I/O)
+  compaction   a day of 100 million readings in 500 small files, one compaction pass:
+               wall time, peak RSS, bytes a reading before and after; then compactions
+               of a past day while a writer commits to today every ROTATE_SECONDS
+Rates are given overall (first publish to last row committed, including the last
+commit's rotation wait) and steady (between the counter's first and second-to-last
+change). `--smoke` runs every stage with tiny sizes (a minute or two).
 """
 
 from __future__ import annotations
@@ -18,28 +31,40 @@ import argparse
 import os
 import platform
 import random
+import shutil
 import subprocess
 import sys
 import tempfile
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import orjson
-import pyarrow.dataset as ds
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from iot_data_generator.readings import reading_payload
 from local.services import Stack
 from mqtt_bridge.kafka_io import TopicSpec, ensure_topics
 from stream_jobs.archive import TopicArchiver
-from stream_jobs.lake import Lake
 from stream_jobs.resample import MinuteJob
-from stream_jobs.settings import StreamSettings
-from stream_jobs.tables import READINGS
+from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED
+from tests.bench.iceberg_stages import (
+    DEFAULTS,
+    CommittedRows,
+    TimedTable,
+    bench_compaction,
+    bench_compaction_conflicts,
+    bench_day_of_commits,
+    compaction_rewrites,
+    latency_ms,
+    open_table,
+    percentile,
+    table_figures,
+)
 from tests.integration.harness import (
     LIVE_UID,
     Pipeline,
@@ -49,7 +74,6 @@ from tests.integration.harness import (
 )
 
 SENSORS = 100
-DEFAULTS = StreamSettings(_env_file=None)  # type: ignore[call-arg]
 
 
 def payloads(n: int, start: datetime) -> list[bytes]:
@@ -61,7 +85,9 @@ def payloads(n: int, start: datetime) -> list[bytes]:
     return out
 
 
-def steady_rate(count: Callable[[], int], n: int, timeout: float = 1200) -> float:
+def steady_rate(
+    count: Callable[[], int], n: int, timeout: float = 1200, poll_s: float = 0.05
+) -> float:
     """Wait until count() reaches n; return the rate between its first and its
     second-to-last change. That leaves out start-up and the last file's rotation
     wait, which a stream that goes on never sees."""
@@ -79,11 +105,7 @@ def steady_rate(count: Callable[[], int], n: int, timeout: float = 1200) -> floa
             return (c2 - c1) / (t2 - t1)
         if now > deadline:
             raise TimeoutError(f"only {done} of {n} after {timeout:.0f} s")
-        time.sleep(0.05)
-
-
-def lake_bytes(root: Path) -> int:
-    return sum(p.stat().st_size for p in (root / "raw" / "readings").rglob("*.parquet"))
+        time.sleep(poll_s)
 
 
 def rss_peak_mb(pid: int) -> float:
@@ -120,42 +142,55 @@ def prefill(stack: Stack, topic: str, n: int) -> None:
         received = datetime.fromisoformat(orjson.loads(p)["dt"]) + timedelta(
             microseconds=rng.randint(2_000, 9_000)
         )
-        headers = [("mqtt_topic", b"sensors"), ("received_at", received.isoformat().encode())]
+        headers: list[tuple[str, str | bytes | None]] = [
+            ("mqtt_topic", b"sensors"),
+            ("received_at", received.isoformat().encode()),
+        ]
         producer.produce(topic, p, key=f"Sensor {i % SENSORS + 1}".encode(), headers=headers)
         if i % 50_000 == 0:
             producer.poll(0)
     producer.flush()
 
 
-def bench_archiver(stack: Stack, work: Path, n: int) -> dict[str, Any]:
+def bench_archiver(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str, Any]:
+    """The readings archiver alone, as the stream jobs run it (with raw.rejected beside
+    it), over a pre-filled topic: rows counted when their commit landed."""
     topic = "bench.archive"
     prefill(stack, topic, n)
+    uid = f"arch{uuid.uuid4().hex[:6]}"
     lake_dir = work / "archiver-lake"
+    table: TimedTable = open_table(sql, lake_dir, READINGS, uid, TimedTable)
+    rejected = open_table(sql, lake_dir, REJECTED, uid)
+    _, _ = table.table, rejected.table  # created before the clock starts
     archiver = TopicArchiver(
-        READINGS,
+        table,
         topic,
-        Lake(str(lake_dir)),
-        {"bootstrap.servers": stack.bootstrap, "group.id": "bench"},
+        consumer_config={"bootstrap.servers": stack.bootstrap, "group.id": "bench"},
         rotate_rows=DEFAULTS.rotate_rows,
         rotate_seconds=DEFAULTS.rotate_seconds,
-        zstd_level=DEFAULTS.zstd_level,
+        rejected=rejected,
+        bounds=DEFAULTS.time_bounds(),
+        max_payload_bytes=DEFAULTS.max_payload_bytes,
     )
     stop = threading.Event()
     thread = threading.Thread(target=archiver.run, args=(stop,))
     t0 = time.perf_counter()
     thread.start()
-    steady = steady_rate(lambda: archiver.stats.rows, n)
+    steady = steady_rate(lambda: table.committed(topic), n)
     elapsed = time.perf_counter() - t0
     stop.set()
     thread.join()
-    rows = ds.dataset(str(lake_dir / "raw" / "readings"), format="parquet").count_rows()
-    assert rows == n, (rows, n)
+    fig = table_figures(table.refresh())
+    assert fig["rows"] == n == table.committed(topic), (fig["rows"], n)
     return {
         "readings": n,
         "per_s_steady": steady,
         "per_s_overall": n / elapsed,
-        "bytes_per_reading": lake_bytes(lake_dir) / n,
-        "files": archiver.stats.files,
+        **latency_ms(table.commit_s),
+        "rows_per_commit": n // max(1, len(table.commit_s)),
+        "bytes_per_reading": fig["data_bytes"] / n,
+        "files": fig["data_files"],
+        "metadata_kb": fig["metadata_bytes"] / 1e3,
     }
 
 
@@ -199,15 +234,8 @@ def kafka_count(bootstrap: str, topic: str) -> int:
         c.close()
 
 
-def archived_rows(lake: Path) -> int:
-    return sum(
-        orjson.loads(ckpt.read_bytes())["next_offset"]
-        for ckpt in (lake / "_checkpoints" / "readings").glob("*.json")
-    )
-
-
-def bench_bridge(stack: Stack, work: Path, n: int) -> dict[str, Any]:
-    pipe = Pipeline(stack, work / "bridge")
+def bench_bridge(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str, Any]:
+    pipe = Pipeline(stack, work / "bridge", sql_services=sql)
     pipe.work.mkdir(parents=True)
     pipe.bridge.start()
     pipe.wait_healthy(pipe.bridge, "HEALTH_PORT")
@@ -227,35 +255,38 @@ def bench_bridge(stack: Stack, work: Path, n: int) -> dict[str, Any]:
     }
 
 
-def bench_end_to_end(stack: Stack, work: Path, n: int) -> dict[str, Any]:
-    pipe = Pipeline(stack, work / "e2e", env_extra={"ROTATE_SECONDS": str(DEFAULTS.rotate_seconds)})
+def bench_end_to_end(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str, Any]:
+    pipe = Pipeline(
+        stack,
+        work / "e2e",
+        sql_services=sql,
+        env_extra={"ROTATE_SECONDS": str(DEFAULTS.rotate_seconds)},
+    )
     pipe.work.mkdir(parents=True)
     pipe.start()
+    committed = CommittedRows(sql, pipe.lake, pipe.uid, pipe.env["KAFKA_TOPIC_READINGS"])
     t0 = time.perf_counter()
     pub = Publishers(stack.mqtt_port, pipe.mqtt_topic, n, pipe.work)
-    steady = steady_rate(lambda: archived_rows(pipe.lake), n)
+    steady = steady_rate(committed, n, poll_s=0.25)
     elapsed = time.perf_counter() - t0
     pub.wait()
     table = pipe.table("readings")
     distinct = len(set(table["payload"].to_pylist()))
+    fig = table_figures(committed.table())
     result = {
         "readings": n,
         "per_s_steady": steady,
         "per_s_overall": n / elapsed,
         "archived_rows": table.num_rows,
         "distinct_payloads": distinct,
-        "bytes_per_reading": lake_bytes(pipe.lake) / n,
+        "bytes_per_reading": fig["data_bytes"] / n,
+        "files": fig["data_files"],
         "bridge_rss_mb": rss_peak_mb(pipe.bridge.p.pid),  # type: ignore[union-attr]
-        "jobs_rss_mb": rss_peak_mb(pipe.jobs.p.pid),
-    }  # type: ignore[union-attr]
+        "jobs_rss_mb": rss_peak_mb(pipe.jobs.p.pid),  # type: ignore[union-attr]
+    }
     pipe.stop()
     assert table.num_rows == n == distinct, result  # nothing lost, nothing doubled
     return result
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
 
 
 def sql_pipeline_with_client(
@@ -279,7 +310,8 @@ def bench_freshness(
     stack: Stack, sql: SqlServices, work: Path, n: int, live: bool = False
 ) -> dict[str, Any]:
     """Publish single readings and time until each is visible in Trino (default
-    settings), in raw.readings or, with `live`, in the live view raw.readings_live."""
+    settings), in the Iceberg table raw.readings or, with `live`, in the live view
+    raw.readings_live (the table, and the newest minute straight from Kafka)."""
     pipe, client = sql_pipeline_with_client(
         stack,
         sql,
@@ -291,7 +323,7 @@ def bench_freshness(
     seen: dict[int, float] = {}
     today = datetime.utcnow().date()
     query = (
-        f"SELECT CAST(value AS bigint) FROM hive.raw.readings{'_live' if live else ''} "
+        f"SELECT CAST(value AS bigint) FROM iceberg.raw.readings{'_live' if live else ''} "
         f"WHERE sensor_id = 'fresh' AND event_date = DATE '{today}'"
     )
     next_publish = time.monotonic()
@@ -341,20 +373,27 @@ def bench_queries(stack: Stack, sql: SqlServices, work: Path, days: int) -> dict
         check=True,
     )
     backfill_s = time.perf_counter() - t0
-    rows = pipe.sql("SELECT count(*) FROM hive.raw.readings")[0][0]
-    last = pipe.sql("SELECT max(event_date) FROM hive.raw.readings")[0][0]
+    rows = pipe.sql("SELECT count(*) FROM iceberg.raw.readings")[0][0]
+    last = pipe.sql("SELECT max(event_date) FROM iceberg.raw.readings")[0][0]
     queries = {
-        "one_sensor_one_day": "SELECT ts, value FROM hive.raw.readings "
+        "one_sensor_one_day": "SELECT ts, value FROM iceberg.raw.readings "
         f"WHERE sensor_id = 'Sensor 42' AND event_date = DATE '{last}'",
+        # the same on ts: pruned by the hidden partitioning (day(ts)) before the statistics
+        "one_sensor_one_day_by_ts": "SELECT ts, value FROM iceberg.raw.readings "
+        f"WHERE sensor_id = 'Sensor 42' AND ts >= TIMESTAMP '{last} 00:00:00' "
+        f"AND ts < TIMESTAMP '{last} 00:00:00' + INTERVAL '1' DAY",
         "daily_means_all_sensors_month": "SELECT sensor_id, event_date, avg(value) "
-        "FROM hive.raw.readings "
+        "FROM iceberg.raw.readings "
         f"WHERE event_date > DATE '{last}' - INTERVAL '{days}' DAY GROUP BY 1, 2",
     }
+    fig = table_figures(CommittedRows(sql, pipe.lake, pipe.uid, "").table())
     result: dict[str, Any] = {
         "readings": rows,
         "backfill_s": backfill_s,
         "backfill_per_s": rows / backfill_s,
-        "lake_mb": lake_bytes(pipe.lake) / 1e6,
+        "data_mb": fig["data_bytes"] / 1e6,
+        "bytes_per_reading": fig["data_bytes"] / rows,
+        "files": fig["data_files"],
     }
     for name, query in queries.items():
         timings = []
@@ -368,36 +407,48 @@ def bench_queries(stack: Stack, sql: SqlServices, work: Path, days: int) -> dict
     return result
 
 
-def bench_minutes(stack: Stack, work: Path, n: int) -> dict[str, Any]:
-    """The 1-minute job alone: a pre-filled topic through the windows to the lake."""
+def bench_minutes(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str, Any]:
+    """The 1-minute job alone: a pre-filled topic through the windows to its Iceberg
+    table; readings counted when the checkpoint that covers them landed."""
     topic = "bench.minutes"
     prefill(stack, topic, n)
     ensure_topics(stack.bootstrap, [TopicSpec("bench.sensors", 1, {"cleanup.policy": "compact"})])
+    uid = f"min{uuid.uuid4().hex[:6]}"
+    table: TimedTable = open_table(
+        sql, work / "minutes-lake", READINGS_1M_REVISIONS, uid, TimedTable
+    )
+    _ = table.table  # created before the clock starts
     job = MinuteJob(
-        Lake(str(work / "minutes-lake")),
-        stack.bootstrap,
-        "bench-minutes",
-        topic,
-        "bench.sensors",
-        "bench.readings.1m",
-        lateness_s=5,
-        commit_s=2,
-        idle_s=5,
-        zstd_level=DEFAULTS.zstd_level,
+        table,
+        bootstrap=stack.bootstrap,
+        group="bench-minutes",
+        readings_topic=topic,
+        sensors_topic="bench.sensors",
+        out_topic="bench.readings.1m",
+        lateness_s=DEFAULTS.window_lateness_seconds,
+        commit_s=DEFAULTS.window_commit_seconds,
+        idle_s=DEFAULTS.window_idle_seconds,
+        bounds=DEFAULTS.time_bounds(),
+        max_payload_bytes=DEFAULTS.max_payload_bytes,
     )
     stop = threading.Event()
     thread = threading.Thread(target=job.run, args=(stop,))
     t0 = time.perf_counter()
     thread.start()
-    steady = steady_rate(lambda: int(job.stats["readings"]), n)
+    steady = steady_rate(lambda: table.committed(topic), n)
     elapsed = time.perf_counter() - t0
     stop.set()
     thread.join()
+    fig = table_figures(table.refresh())
     return {
         "readings": n,
         "per_s_steady": steady,
         "per_s_overall": n / elapsed,
         "windows_emitted": job.stats["emitted"],
+        **latency_ms(table.commit_s),
+        "bytes_per_window": fig["data_bytes"] / max(1, fig["rows"]),
+        "bytes_per_reading": fig["data_bytes"] / n,
+        "files": fig["data_files"],
     }
 
 
@@ -416,7 +467,7 @@ def bench_minute_latency(
             "WINDOW_IDLE_SECONDS": str(DEFAULTS.window_idle_seconds),
         },
     )
-    query = "SELECT window_start FROM hive.curated.readings_1m WHERE sensor_id = 'Sensor 1'"
+    query = "SELECT window_start FROM iceberg.curated.readings_1m WHERE sensor_id = 'Sensor 1'"
     seen: dict[datetime, float] = {}
     started = datetime.utcnow()
     first_end = started.replace(second=0, microsecond=0) + timedelta(minutes=1)
@@ -446,71 +497,153 @@ def bench_minute_latency(
     }
 
 
+STAGES = ["archiver", "minutes", "bridge", "e2e", "freshness", "queries", "day", "compaction"]
+SMOKE = {
+    "archiver": 20_000,
+    "bridge": 2_000,
+    "e2e": 2_000,
+    "freshness": 4,
+    "days": 2,
+    "minutes": 20_000,
+    "minute_latency": 1,
+    "day_commits": 90,
+    "compact_files": 4,
+    "compact_rows": 20_000,
+    "conflict_attempts": 2,
+    "conflict_files": 4,
+}
+
+
+def show(name: str, r: dict[str, Any]) -> None:
+    figures = ", ".join(
+        f"{k}={v:,.2f}"
+        if isinstance(v, float) and abs(v) < 10
+        else f"{k}={v:,.1f}"
+        if isinstance(v, float)
+        else f"{k}={v:,}"
+        for k, v in r.items()
+    )
+    print(f"{name:<40} {figures}", flush=True)
+
+
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--archiver", type=int, default=2_000_000, help="readings")
     parser.add_argument("--bridge", type=int, default=200_000, help="readings")
     parser.add_argument("--e2e", type=int, default=200_000, help="readings")
     parser.add_argument("--freshness", type=int, default=40, help="readings")
     parser.add_argument("--days", type=int, default=30, help="days of backfilled history")
     parser.add_argument("--minutes", type=int, default=1_000_000, help="readings (1m job)")
+    parser.add_argument("--minute-latency", type=int, default=3, help="minutes watched")
+    parser.add_argument("--day-commits", type=int, default=8_640, help="commits (a day: 8,640)")
+    parser.add_argument("--day-sensors", type=int, default=10, help="sensors a commit holds")
+    parser.add_argument("--day-speed", type=float, default=60.0, help="times real time")
+    parser.add_argument("--compact-files", type=int, default=500, help="small files of the day")
+    parser.add_argument("--compact-rows", type=int, default=200_000, help="readings a file")
     parser.add_argument(
-        "--only",
-        choices=["archiver", "bridge", "e2e", "freshness", "queries", "minutes"],
-        action="append",
-        help="run only these stages (repeatable)",
+        "--conflict-attempts", type=int, default=6, help="compactions beside a writer"
+    )
+    parser.add_argument("--conflict-files", type=int, default=10, help="files a compaction")
+    parser.add_argument("--smoke", action="store_true", help="every stage with tiny sizes")
+    parser.add_argument(
+        "--only", choices=STAGES, action="append", help="run only these stages (repeatable)"
     )
     args = parser.parse_args()
-    stages = args.only or ["archiver", "bridge", "e2e", "freshness", "queries", "minutes"]
+    if args.smoke:
+        for key, value in SMOKE.items():
+            setattr(args, key, value)
+    stages = args.only or STAGES
+    if {"bridge", "e2e"} & set(stages) and shutil.which("mosquitto_pub") is None:
+        print(
+            "mosquitto_pub not found (Debian package mosquitto-clients): "
+            "skipping the bridge and end-to-end stages",
+            flush=True,
+        )
+        stages = [s for s in stages if s not in ("bridge", "e2e")]
     print(f"machine: {machine()}", flush=True)
-    results = {}
+    results: dict[str, dict[str, Any]] = {}
+
+    def record(name: str, r: dict[str, Any]) -> None:
+        results[name] = r
+        show(name, r)
+
     with tempfile.TemporaryDirectory(prefix="iot-bench-") as tmp:
         work = Path(tmp)
         stack, mosquitto, kafka = start_brokers(work / "brokers")
+        sql = None
         try:
+            # Every stage needs the metastore (the tables live there), most need Trino.
+            sql = start_sql(work / "sql", kafka_port=stack.kafka_port)
             if "archiver" in stages:
-                results["archiver alone (Kafka -> Parquet)"] = bench_archiver(
-                    stack, work, args.archiver
+                record(
+                    "archiver alone (Kafka -> Iceberg)",
+                    bench_archiver(stack, sql, work, args.archiver),
+                )
+            if "minutes" in stages:
+                record(
+                    "1-minute job alone (Kafka -> Iceberg)",
+                    bench_minutes(stack, sql, work, args.minutes),
+                )
+                record(
+                    "1-minute rows (end of minute -> Trino)",
+                    bench_minute_latency(stack, sql, work, args.minute_latency),
                 )
             if "bridge" in stages:
-                results["bridge alone (MQTT QoS 1 -> Kafka)"] = bench_bridge(
-                    stack, work, args.bridge
+                record(
+                    "bridge alone (MQTT QoS 1 -> Kafka)",
+                    bench_bridge(stack, sql, work, args.bridge),
                 )
             if "e2e" in stages:
-                results["end to end (MQTT -> Parquet)"] = bench_end_to_end(stack, work, args.e2e)
-            if "minutes" in stages:
-                results["1-minute job alone (Kafka -> windows)"] = bench_minutes(
-                    stack, work, args.minutes
+                record("end to end (MQTT -> Iceberg)", bench_end_to_end(stack, sql, work, args.e2e))
+            if "freshness" in stages:
+                record(
+                    "freshness (MQTT -> Trino, table)",
+                    bench_freshness(stack, sql, work, args.freshness),
                 )
-            if {"freshness", "queries", "minutes"} & set(stages):
-                sql = start_sql(work / "sql", kafka_port=stack.kafka_port)
-                try:
-                    if "freshness" in stages:
-                        results["freshness (MQTT -> Trino)"] = bench_freshness(
-                            stack, sql, work, args.freshness
-                        )
-                        results["freshness, live view"] = bench_freshness(
-                            stack, sql, work, args.freshness, live=True
-                        )
-                    if "minutes" in stages:
-                        results["1-minute rows (end of minute -> Trino)"] = bench_minute_latency(
-                            stack, sql, work, 3
-                        )
-                    if "queries" in stages:
-                        results["queries (Trino, backfilled history)"] = bench_queries(
-                            stack, sql, work, args.days
-                        )
-                finally:
-                    sql.stop()
+                record(
+                    "freshness, live view",
+                    bench_freshness(stack, sql, work, args.freshness, live=True),
+                )
+            if "queries" in stages:
+                record(
+                    "queries (Trino, backfilled history)",
+                    bench_queries(stack, sql, work, args.days),
+                )
+            if "day" in stages:
+                record(
+                    "a day of commits (metadata)",
+                    bench_day_of_commits(
+                        sql, work, args.day_commits, args.day_sensors, args.day_speed
+                    ),
+                )
+                for sensors in (10, 100, 1000):
+                    rows = sensors * int(DEFAULTS.rotate_seconds)
+                    record(
+                        f"compaction plan, a day of {sensors} sensors",
+                        compaction_rewrites(rows),
+                    )
+            if "compaction" in stages:
+                record(
+                    "compaction of a day",
+                    bench_compaction(sql, work, args.compact_files, args.compact_rows),
+                )
+                record(
+                    "compaction beside a writer",
+                    bench_compaction_conflicts(
+                        sql, work, args.conflict_attempts, args.conflict_files, args.compact_rows
+                    ),
+                )
         finally:
+            if sql is not None:
+                sql.stop()
             kafka.stop()
             mosquitto.stop()
     print()
+    print(f"machine: {machine()}")
     for name, r in results.items():
-        figures = ", ".join(
-            f"{k}={v:,.1f}" if isinstance(v, float) else f"{k}={v:,}" for k, v in r.items()
-        )
-        print(f"{name:<36} {figures}", flush=True)
+        show(name, r)
 
 
 if __name__ == "__main__":

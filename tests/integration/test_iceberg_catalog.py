@@ -38,3 +38,34 @@ def test_iceberg_tables_commit_and_optimize_through_the_metastore(sql, tmp_path)
     finally:
         sql.query(f"DROP TABLE IF EXISTS {schema}.readings")
         sql.query(f"DROP SCHEMA IF EXISTS {schema}")
+
+
+def test_our_tables_as_trino_shows_them(sql_pipeline):
+    """The stream jobs' tables: Iceberg, partitioned by day, sorted by sensor and
+    time, documented column by column, and reachable by their former hive.* names."""
+    from tests.integration.harness import mqtt_publish
+
+    mqtt_publish(
+        sql_pipeline.stack.mqtt_port,
+        sql_pipeline.mqtt_topic,
+        [b'{"id": "Sensor 1", "dt": "2026-11-30T10:00:00.123456", "value": 17}'],
+    )
+    sql_pipeline.wait_archived("readings", 1)
+    ((ddl,),) = sql_pipeline.sql("SHOW CREATE TABLE iceberg.raw.readings")
+    assert "partitioning = ARRAY['day(ts)']" in ddl
+    assert "sorted_by = ARRAY['sensor_id ASC NULLS FIRST','ts ASC NULLS FIRST']" in ddl
+    assert "format_version = 2" in ddl
+    shown = sql_pipeline.sql("SHOW COLUMNS FROM iceberg.raw.readings")
+    columns = {name: comment for name, _type, _extra, comment in shown}
+    assert columns["ts"].startswith("Event time")
+    assert all(columns.values()), "every column has a comment"
+    (table_comment,) = sql_pipeline.sql(
+        "SELECT comment FROM system.metadata.table_comments WHERE catalog_name = 'iceberg' "
+        f"AND schema_name = 'raw_{sql_pipeline.uid}' AND table_name = 'readings'"
+    )
+    assert table_comment[0].startswith("Every accepted sensor reading")
+    # The name used before the move still answers, through Trino's redirection.
+    assert sql_pipeline.sql("SELECT count(*), max(ts) FROM hive.raw.readings") == (
+        sql_pipeline.sql("SELECT count(*), max(ts) FROM iceberg.raw.readings")
+    )
+    assert sql_pipeline.sql("SELECT count(*) FROM hive.curated.readings_1m")[0][0] >= 0

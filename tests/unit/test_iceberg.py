@@ -158,6 +158,7 @@ class FakeIcebergTable:
         *,
         delete: Iterable[object] = (),
         stop: threading.Event | None = None,
+        protocol: str = "iceberg",
     ) -> None:
         deleted = list(delete)
         if self.fail_commits:
