@@ -2,8 +2,10 @@
 
 Compaction is ours, not Trino's `optimize`, which rewrites files in its own
 layout (15.4 against our 12.0 bytes a reading on the same rows, measured): per
-day partition, files smaller than COMPACT_TARGET_ROWS are packed into groups of
-at most that many rows, and each group is rewritten as one file of our layout
+day partition, small files are packed into groups of at most COMPACT_TARGET_ROWS
+rows (small: under an eighth of that in a day still written to, so that a growing
+file stops being rewritten early; under the target once the day is closed), and
+each group is rewritten as one file of our layout
 (stream_jobs.parquet) and swapped for its files in one Iceberg commit (an
 overwrite that deletes exactly those files: pyiceberg refuses it if one is gone).
 Memory is bounded by a group, not by a day. The current day is compacted too, while
@@ -23,8 +25,9 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -36,6 +39,8 @@ from stream_jobs.iceberg import IcebergTable
 log = logging.getLogger(__name__)
 
 COMPACTION_PROPERTY = "iot.last-compaction"  # a commit's own mark, to recognise it landed
+OPEN_DAY_FRACTION = 8  # a day still written to is compacted into files of target/8 rows
+EPOCH = date(1970, 1, 1)
 
 
 @dataclass(frozen=True)
@@ -48,24 +53,32 @@ class MaintenancePolicy:
 
 
 def plan_groups(
-    files: Sequence[tuple[object, int, str]], target_rows: int, min_files: int
+    files: Sequence[tuple[object, int, str]],
+    target_rows: int,
+    min_files: int,
+    open_partitions: Collection[object] = (),
 ) -> list[list[str]]:
-    """(partition, rows, path) of the small files -> groups of paths to rewrite as one.
+    """(partition, rows, path) of the data files -> groups of paths to rewrite as one.
 
-    Per partition with at least `min_files` files under `target_rows`: files packed
-    in path order into groups of at most `target_rows` rows; a group of one file is
-    left alone (rewriting it alone gains nothing)."""
+    A file is small under `target_rows`, or, in a partition still written to (today:
+    `open_partitions`), under an eighth of it: so a day being written is compacted in
+    files that stop growing at an eighth of the target (each row is rewritten a few
+    times, not every pass), and once closed its files are packed to the target once.
+    Per partition with at least `min_files` small files: files packed in path order
+    into groups of at most `target_rows` rows; a group of one file is left alone
+    (rewriting it alone gains nothing)."""
     by_partition: dict[object, list[tuple[int, str]]] = {}
     for partition, rows, path in files:
-        if rows < target_rows:
+        small = target_rows // OPEN_DAY_FRACTION if partition in open_partitions else target_rows
+        if rows < small:
             by_partition.setdefault(partition, []).append((rows, path))
     groups: list[list[str]] = []
-    for small in by_partition.values():
-        if len(small) < min_files:
+    for small_files in by_partition.values():
+        if len(small_files) < min_files:
             continue
         group: list[str] = []
         total = 0
-        for rows, path in sorted(small, key=lambda f: f[1]):
+        for rows, path in sorted(small_files, key=lambda f: f[1]):
             if group and total + rows > target_rows:
                 groups.append(group)
                 group, total = [], 0
@@ -73,6 +86,18 @@ def plan_groups(
             total += rows
         groups.append(group)
     return [g for g in groups if len(g) > 1]
+
+
+def is_open(partition: tuple[object, ...], today: date) -> bool:
+    """Whether a partition (a day, as Iceberg's day transform gives it: days since
+    1970-01-01, or a date) may still be written to: today or later. Unpartitioned:
+    always."""
+    if not partition:
+        return True
+    value = partition[0]
+    if isinstance(value, int):
+        value = EPOCH + timedelta(days=value)
+    return not isinstance(value, date) or value >= today
 
 
 def conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -117,8 +142,12 @@ class Maintenance:
             live[df.file_path] = df
             key = tuple(df.partition[i] for i in range(len(df.partition)))
             candidates.append((key, df.record_count, df.file_path))
+        today = datetime.now(UTC).date()
+        open_days = {c[0] for c in candidates if is_open(c[0], today)}
         done = 0
-        for group in plan_groups(candidates, self.policy.target_rows, self.policy.min_files):
+        for group in plan_groups(
+            candidates, self.policy.target_rows, self.policy.min_files, open_days
+        ):
             self.rewrite(t, [live[p] for p in group])
             done += 1
         return done

@@ -19,12 +19,13 @@ before the commit (at least once): a consumer that sees one twice sees the same
 (sensor_id, window_start, revision). A checkpoint with nothing to emit commits
 only once a minute: until then a restart replays a little more input instead.
 
-The windows' clock is ingestion time (docs/resampling.md, "Watermark policy"):
-each record's receive time (the bridge's `received_at` header, else the Kafka
-record time), capped at the job's wall clock plus the contract's max-ahead.
+The windows' clock is event time capped by ingestion time (docs/resampling.md,
+"Watermark policy"): each reading moves it no further than its dt and its receive
+time (the bridge's `received_at` header, else the Kafka record time), both capped
+at the job's wall clock plus the contract's max-ahead.
 Late readings are applied at once but emitted at the next checkpoint, one
 revision per corrected window (MinuteWindows.take_corrections); a replay after a
-crash applies them again onto the last durable revision read from the lake.
+crash applies them again onto the last durable revision read from the table.
 
 No record stops the job: an invalid one is counted (`skipped_invalid`; the
 archive job dead-letters it) and any other failure on one record is logged and

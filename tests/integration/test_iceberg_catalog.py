@@ -43,12 +43,15 @@ def test_iceberg_tables_commit_and_optimize_through_the_metastore(sql, tmp_path)
 def test_our_tables_as_trino_shows_them(sql_pipeline):
     """The stream jobs' tables: Iceberg, partitioned by day, sorted by sensor and
     time, documented column by column, and reachable by their former hive.* names."""
+    from datetime import UTC, datetime, timedelta
+
     from tests.integration.harness import mqtt_publish
 
+    dt = (datetime.now(UTC) - timedelta(minutes=1)).replace(microsecond=123456, tzinfo=None)
     mqtt_publish(
         sql_pipeline.stack.mqtt_port,
         sql_pipeline.mqtt_topic,
-        [b'{"id": "Sensor 1", "dt": "2026-11-30T10:00:00.123456", "value": 17}'],
+        [b'{"id": "Sensor 1", "dt": "%s", "value": 17}' % dt.isoformat().encode()],
     )
     sql_pipeline.wait_archived("readings", 1)
     ((ddl,),) = sql_pipeline.sql("SHOW CREATE TABLE iceberg.raw.readings")

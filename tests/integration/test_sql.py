@@ -63,6 +63,10 @@ def test_published_readings_are_queryable_with_types_and_values(sql_pipeline):
     # The former names: the hive catalog redirects its tables to the iceberg catalog.
     assert sorted(pipe.sql("SELECT sensor_id, ts, value FROM hive.raw.readings")) == sorted(rows)
     assert pipe.sql("SELECT count(*) FROM hive.curated.readings_enriched") == [[len(sent)]]
+    files = 'SELECT count(*) FROM {}.raw."readings$files"'
+    assert pipe.sql(files.format("hive")) == pipe.sql(files.format("iceberg"))
+    now = "SELECT count(*) FROM hive.raw.readings FOR TIMESTAMP AS OF current_timestamp"
+    assert pipe.sql(now) == [[len(sent)]]
 
 
 def named_queries():
@@ -126,7 +130,7 @@ def test_every_example_query_runs_and_answers(sql_pipeline):
     assert sum(f[2] for f in results["files_per_day"]) == len(first) + 1
 
     # Time travel by snapshot id: the table as of each commit holds that commit's total.
-    for snapshot_id, _, _, _, _, _, total in commits:
+    for _, snapshot_id, _, _, _, _, total in commits:
         assert pipe.sql(
             f"SELECT count(*) FROM iceberg.raw.readings FOR VERSION AS OF {snapshot_id}"
         ) == [[total]]

@@ -226,3 +226,24 @@ def test_a_failed_step_waits_for_the_next_pass_and_the_others_still_run(tmp_path
 def test_every_table_has_its_maintenance_crash_points(spec):
     assert f"compaction.{spec.name}.written" in STEPS
     assert f"expiry.{spec.name}.start" in STEPS
+
+
+def test_a_day_still_written_to_is_compacted_into_files_of_an_eighth_of_the_target():
+    from stream_jobs.maintenance import is_open
+
+    today, yesterday = date(2026, 11, 30), date(2026, 11, 29)
+    files = [
+        (today, 20, "t0"),  # a file compacted before: past an eighth of 100, left alone
+        (today, 5, "t1"),
+        (today, 5, "t2"),
+        (yesterday, 20, "y0"),  # the day is closed: packed up to the target
+        (yesterday, 5, "y1"),
+    ]
+    groups = plan_groups(files, target_rows=100, min_files=2, open_partitions={today})
+    assert groups == [["t1", "t2"], ["y0", "y1"]]
+    # Iceberg's day transform gives days since 1970-01-01.
+    days = (today - date(1970, 1, 1)).days
+    assert is_open((days,), today) and is_open((days + 1,), today)
+    assert not is_open((days - 1,), today)
+    assert is_open((today,), today) and not is_open((yesterday,), today)
+    assert is_open((), today)  # unpartitioned: always written to
