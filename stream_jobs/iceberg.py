@@ -252,7 +252,9 @@ def ensure_table(
 
 def equal(column: str, value: object) -> EqualTo:
     """A row filter `column = value` (pyiceberg's pydantic signature confuses mypy)."""
-    return EqualTo(column, value)  # type: ignore[call-arg,misc]
+    make: Any = EqualTo  # its pydantic __init__ is typed unlike how it is called
+    predicate: EqualTo = make(column, value)
+    return predicate
 
 
 # -- offsets ------------------------------------------------------------------------------
