@@ -18,8 +18,9 @@ PostgreSQL, the Hive Metastore and Trino, which every stage needs: the tables li
                metadata size and commit latency, start vs end; and what the compaction
                policy rewrites over a day (planned, no I/O)
   compaction   a day of 100 million readings in 500 small files, one compaction pass:
-               wall time, peak RSS, bytes a reading before and after; then compactions
-               of a past day while a writer commits to today every ROTATE_SECONDS
+               wall time, peak RSS, bytes a reading before and after
+  conflicts    compactions of a past day while the writer's next commit to today lands
+               at a random moment of the following ROTATE_SECONDS: how many land
 Rates are given overall (first publish to last row committed, including the last
 commit's rotation wait) and steady (between the counter's first and second-to-last
 change). `--smoke` runs every stage with tiny sizes (a minute or two).
@@ -113,6 +114,30 @@ def rss_peak_mb(pid: int) -> float:
         if line.startswith("VmHWM:"):
             return int(line.split()[1]) / 1024
     return 0.0
+
+
+def busy_cores(window_s: float = 2.0) -> float:
+    """Cores the whole machine kept busy over the window (from /proc/stat)."""
+
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields), fields[3] + fields[4]  # total, idle + iowait
+
+    total0, idle0 = times()
+    time.sleep(window_s)
+    total1, idle1 = times()
+    busy = 1 - (idle1 - idle0) / max(1, total1 - total0)
+    return busy * (os.cpu_count() or 1)
+
+
+def settle(max_s: float = 120.0, below: float = 0.2) -> None:
+    """Wait until the machine is nearly idle (services done starting), at most max_s."""
+    deadline = time.monotonic() + max_s
+    while time.monotonic() < deadline:
+        busy = busy_cores()
+        if busy < below:
+            return
+    print(f"machine still busy ({busy:.1f} cores) after {max_s:.0f} s: figures may be low")
 
 
 def machine() -> str:
@@ -497,7 +522,17 @@ def bench_minute_latency(
     }
 
 
-STAGES = ["archiver", "minutes", "bridge", "e2e", "freshness", "queries", "day", "compaction"]
+STAGES = [
+    "archiver",
+    "minutes",
+    "bridge",
+    "e2e",
+    "freshness",
+    "queries",
+    "day",
+    "compaction",
+    "conflicts",
+]
 SMOKE = {
     "archiver": 20_000,
     "bridge": 2_000,
@@ -576,6 +611,7 @@ def main() -> None:
         try:
             # Every stage needs the metastore (the tables live there), most need Trino.
             sql = start_sql(work / "sql", kafka_port=stack.kafka_port)
+            settle()  # Trino keeps a core busy for a while after it answers
             if "archiver" in stages:
                 record(
                     "archiver alone (Kafka -> Iceberg)",
@@ -629,6 +665,7 @@ def main() -> None:
                     "compaction of a day",
                     bench_compaction(sql, work, args.compact_files, args.compact_rows),
                 )
+            if "conflicts" in stages:
                 record(
                     "compaction beside a writer",
                     bench_compaction_conflicts(

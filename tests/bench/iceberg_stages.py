@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import random
 import threading
 import time
 import uuid
@@ -420,9 +421,11 @@ def bench_compaction_conflicts(
     rows_per_file: int,
     report: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Compaction of a past day while a writer commits to today every ROTATE_SECONDS
-    (real time), as the archiver does: how many passes land. Each attempt compacts
-    `files` fresh small files of another past day."""
+    """Compaction of a past day while the archiver commits to today every
+    ROTATE_SECONDS: each attempt compacts `files` fresh small files of another past
+    day, and one writer commit to today lands at a random moment of the
+    ROTATE_SECONDS after the pass starts (as a writer's next commit would, whose
+    phase the maintenance does not know). How many passes land."""
     uid = f"cfl{uuid.uuid4().hex[:6]}"
     lake_dir = work / "conflict-lake"
     writer: IcebergTable = open_table(sql, lake_dir, READINGS, uid)
@@ -435,54 +438,51 @@ def bench_compaction_conflicts(
         ),
     )
     _ = writer.table
-    stop = threading.Event()
     today = datetime.now(UTC).date()
-    writer_commits = 0
-
-    def write_today() -> None:
-        nonlocal writer_commits
-        offsets = dict.fromkeys(range(3), 0)
-        i = 0
-        while not stop.wait(DEFAULTS.rotate_seconds):
-            rows = readings_slice(today, i * 1000, 1000, 100, US, seed=i)
-            i += 1
-            for p in range(3):
-                offsets[p] += 333
-            writer.commit(writer.write(rows), offset_properties("bench.conflict", offsets))
-            writer_commits += 1
-
-    thread = threading.Thread(target=write_today, name="writer")
-    thread.start()
-    landed = failed = 0
+    rng = random.Random(7)
+    landed = refused = during = 0
     durations: list[float] = []
-    try:
-        for a in range(attempts):
-            day = today - timedelta(days=10 + a)
-            uris: list[str] = []
-            for f in range(files):
-                rows = readings_slice(day, f * rows_per_file, rows_per_file, 1000, 864_000, f)
-                uris += compactor.write(rows)
-            compactor.commit(uris, {"iot.bench.attempt": str(a)})
-            t0 = time.perf_counter()
-            try:
-                maintenance.compact(compactor)
-                landed += 1
-                outcome = "landed"
-            except ValidationException as exc:
-                failed += 1
-                outcome = f"refused ({str(exc)[:60]}...)"
-            durations.append(time.perf_counter() - t0)
-            report(f"  conflicts: attempt {a + 1}: {durations[-1]:.1f} s, {outcome}")
-    finally:
-        stop.set()
-        thread.join()
+    for a in range(attempts):
+        day = today - timedelta(days=10 + a)
+        uris: list[str] = []
+        for f in range(files):
+            rows = readings_slice(day, f * rows_per_file, rows_per_file, 1000, 864_000, f)
+            uris += compactor.write(rows)
+        compactor.commit(uris, {"iot.bench.attempt": str(a)})
+        # the writer's next file, ready: only its commit is left, as in a flush
+        mine = writer.write(readings_slice(today, a * 1000, 1000, 100, US, seed=a))
+        commit_at: list[float] = []
+
+        def commit_today(files: list[str] = mine, n: int = a, at: list[float] = commit_at) -> None:
+            writer.commit(files, offset_properties("bench.conflict", {0: 1000 * (n + 1)}))
+            at.append(time.perf_counter())
+
+        timer = threading.Timer(rng.uniform(0, DEFAULTS.rotate_seconds), commit_today)
+        t0 = time.perf_counter()
+        timer.start()
+        try:
+            maintenance.compact(compactor)
+            landed += 1
+            outcome = "landed"
+        except ValidationException as exc:
+            refused += 1
+            outcome = f"refused ({str(exc)[:70]}...)"
+        t1 = time.perf_counter()
+        timer.join()
+        if commit_at and commit_at[0] < t1:
+            during += 1
+        durations.append(t1 - t0)
+        report(
+            f"  conflicts: attempt {a + 1}: pass {t1 - t0:.1f} s, writer committed "
+            f"{'during' if commit_at and commit_at[0] < t1 else 'after'} it; {outcome}"
+        )
     return {
         "attempts": attempts,
         "rows_per_attempt": files * rows_per_file,
+        "writer_commit_during_pass": during,
         "landed": landed,
-        "refused": failed,
+        "refused": refused,
         "compact_median_s": percentile(durations, 0.5),
-        "writer_commits": writer_commits,
         "writer_interval_s": DEFAULTS.rotate_seconds,
     }
 
