@@ -30,14 +30,24 @@ US = 1_000_000
 
 def day_of_readings(day: date, sensors: int, interval_s: int, seed: int) -> pa.Table:
     """One day of readings of `sensors` sensors, vectorised (about a million rows a second)."""
-    ticks = 86_400 // interval_s
-    n = ticks * sensors
-    index = pa.array(range(n), pa.int64())
+    n = (86_400 // interval_s) * sensors
+    return readings_slice(day, 0, n, sensors, interval_s * US, seed)
+
+
+def readings_slice(
+    day: date, first: int, n: int, sensors: int, tick_us: int, seed: int
+) -> pa.Table:
+    """Readings first .. first+n-1 of a day of `sensors` sensors, one each every
+    `tick_us` (reading i: sensor i % sensors at tick i // sensors), in the readings
+    table's columns, received 2-9 ms after their event time, without Kafka lineage."""
+    index = pc.add(pa.array(range(n), pa.int64()), first)
     tick = pc.divide(index, sensors)  # integer division on int64
     sensor = pc.add(pc.subtract(index, pc.multiply(tick, sensors)), 1)
     day_start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * US
-    jitter = pc.cast(pc.floor(pc.multiply(pc.random(n, initializer=seed), US - 1)), pa.int64())
-    ts_us = pc.add(pc.add(pc.multiply(tick, interval_s * US), day_start), jitter)
+    jitter = pc.cast(
+        pc.floor(pc.multiply(pc.random(n, initializer=seed), min(tick_us, US) - 1)), pa.int64()
+    )
+    ts_us = pc.add(pc.add(pc.multiply(tick, tick_us), day_start), jitter)
     latency = pc.cast(
         pc.floor(pc.add(pc.multiply(pc.random(n, initializer=seed + 1), 7000), 2000)), pa.int64()
     )

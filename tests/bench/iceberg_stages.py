@@ -26,6 +26,7 @@ from pyiceberg.exceptions import NoSuchTableError, ValidationException
 from pyiceberg.manifest import DataFile
 from pyiceberg.table import Table
 
+from stream_jobs import backfill
 from stream_jobs.iceberg import (
     OFFSET_PREFIX,
     IcebergTable,
@@ -36,7 +37,7 @@ from stream_jobs.iceberg import (
 from stream_jobs.lake import Lake
 from stream_jobs.maintenance import Maintenance, MaintenancePolicy, plan_groups
 from stream_jobs.settings import StreamSettings
-from stream_jobs.tables import READINGS, TS, TableSpec
+from stream_jobs.tables import READINGS, TableSpec
 from tests.integration.harness import SqlServices
 
 DEFAULTS = StreamSettings(_env_file=None)
@@ -182,50 +183,19 @@ class CommittedRows:
 def readings_slice(
     day: date, first: int, n: int, sensors: int, tick_us: int, seed: int
 ) -> pa.Table:
-    """Readings first .. first+n-1 of a day of `sensors` sensors, one each every
-    `tick_us` (reading i: sensor i % sensors at tick i // sensors), in the readings
-    table's columns, vectorised like stream_jobs.backfill.day_of_readings; with
-    Kafka lineage as the archiver writes it (3 partitions by sensor, growing offsets)
-    and receive times 2-9 ms after the event time."""
+    """stream_jobs.backfill.readings_slice with Kafka lineage as the archiver writes
+    it (3 partitions by sensor, growing offsets) and the generator's MQTT topic."""
+    rows = backfill.readings_slice(day, first, n, sensors, tick_us, seed)
     index = pc.add(pa.array(range(n), pa.int64()), first)
-    tick = pc.divide(index, sensors)  # integer division on int64
-    sensor = pc.add(pc.subtract(index, pc.multiply(tick, sensors)), 1)
-    day_start = int(datetime(day.year, day.month, day.day, tzinfo=UTC).timestamp()) * US
-    jitter = pc.cast(
-        pc.floor(pc.multiply(pc.random(n, initializer=seed), min(tick_us, US) - 1)), pa.int64()
-    )
-    ts_us = pc.add(pc.add(pc.multiply(tick, tick_us), day_start), jitter)
-    latency = pc.cast(
-        pc.floor(pc.add(pc.multiply(pc.random(n, initializer=seed + 1), 7000), 2000)), pa.int64()
-    )
-    value = pc.cast(pc.floor(pc.multiply(pc.random(n, initializer=seed + 2), 46)), pa.int64())
-    sensor_id = pc.binary_join_element_wise("Sensor ", pc.cast(sensor, pa.string()), "")
-    ts = pc.cast(ts_us, TS)
-    payload = pc.binary_join_element_wise(
-        '{"id": "',
-        sensor_id,
-        '", "dt": "',
-        pc.strftime(ts, format="%Y-%m-%dT%H:%M:%S"),
-        '", "value": ',
-        pc.cast(value, pa.string()),
-        "}",
-        "",
-    )
-    return pa.table(
-        {
-            "sensor_id": sensor_id,
-            "ts": ts,
-            "value": pc.cast(value, pa.float64()),
-            "payload": payload,
-            "mqtt_topic": pa.array(["sensors"] * n, pa.string()),
-            "received_at": pc.cast(pc.add(ts_us, latency), TS),
-            "kafka_partition": pc.cast(
-                pc.subtract(sensor, pc.multiply(pc.divide(sensor, 3), 3)), pa.int32()
-            ),
-            "kafka_offset": pc.divide(index, 3),
-            "event_date": pc.cast(ts, pa.date32()),
-        }
-    )
+    sensor = pc.add(pc.subtract(index, pc.multiply(pc.divide(index, sensors), sensors)), 1)
+    partition = pc.cast(pc.subtract(sensor, pc.multiply(pc.divide(sensor, 3), 3)), pa.int32())
+    for name, column in (
+        ("mqtt_topic", pa.array(["sensors"] * n, pa.string())),
+        ("kafka_partition", partition),
+        ("kafka_offset", pc.divide(index, 3)),
+    ):
+        rows = rows.set_column(rows.schema.get_field_index(name), name, column)
+    return rows
 
 
 # -- a day of commits ---------------------------------------------------------------------
