@@ -85,7 +85,14 @@ TABLE_PROPERTIES = {
     "write.metadata.previous-versions-max": "20",
     "commit.retry.num-retries": "10",
     "commit.retry.max-wait-ms": "5000",
+    # A compaction (delete + add of the same rows) must not be refused because a
+    # writer added a file meanwhile: it conflicts only if a file it removes is gone.
+    # pyiceberg's default, serializable, fails it on any concurrent append.
+    "write.delete.isolation-level": "snapshot",
+    "write.update.isolation-level": "snapshot",
 }
+# Properties kept as declared on existing tables (format-version is fixed at creation).
+SYNCED_PROPERTIES = {k: v for k, v in TABLE_PROPERTIES.items() if k != "format-version"}
 PARTITION_FIELD_ID = 1000
 # Which protocol a thread's commit belongs to (its crash points: iceberg.* for the
 # writers' commits, compaction.* for maintenance's).
@@ -205,7 +212,7 @@ def identifier(spec: TableSpec, namespaces: Mapping[str, str]) -> str:
     return f"{namespaces[spec.zone]}.{spec.name}"
 
 
-def table_dir(lake: Lake, spec: TableSpec) -> str:
+def table_dir(spec: TableSpec) -> str:
     """Where a table's files live in the lake (relative to its root)."""
     return f"warehouse/{spec.zone}/{spec.name}"
 
@@ -223,11 +230,11 @@ def ensure_table(
     try:
         table = catalog.load_table(ident)
     except NoSuchTableError:
-        lake.ensure_dir(lake.path(table_dir(lake, spec)))
+        lake.ensure_dir(lake.path(table_dir(spec)))
         table = catalog.create_table(
             ident,
             schema=schema,
-            location=lake.uri(table_dir(lake, spec)),
+            location=lake.uri(table_dir(spec)),
             partition_spec=partition_spec(spec, schema),
             sort_order=sort_order(spec, schema),
             properties={
@@ -244,9 +251,11 @@ def ensure_table(
         with table.update_schema() as update:
             update.union_by_name(schema)
         log.info("added columns %s to %s", missing, ident)
-    mapping = table.schema().name_mapping.model_dump_json()
-    if table.properties.get(NAME_MAPPING) != mapping:
-        table.transaction().set_properties({NAME_MAPPING: mapping}).commit_transaction()
+    wanted = {**SYNCED_PROPERTIES, NAME_MAPPING: table.schema().name_mapping.model_dump_json()}
+    drift = {k: v for k, v in wanted.items() if table.properties.get(k) != v}
+    if drift:
+        table = table.transaction().set_properties(drift).commit_transaction()
+        log.info("%s: properties %s set", ident, sorted(drift))
     return table
 
 
@@ -351,7 +360,7 @@ class IcebergTable:
     def write(self, rows: pa.Table) -> list[str]:
         """Our Parquet files for `rows`, one per day, written but not committed: URIs."""
         uris = []
-        base = table_dir(self.lake, self.spec)
+        base = table_dir(self.spec)
         for day, part in split_by_day(rows, self.spec.partition_column):
             folder = f"{self.spec.partition_source}_day={day}/" if day is not None else ""
             path = self.lake.path(base, "data", f"{folder}{uuid.uuid4().hex}.parquet")

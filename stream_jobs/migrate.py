@@ -390,7 +390,7 @@ def _write(t: IcebergTable, rows: pa.Table) -> list[str]:
 
 
 def _write_one(t: IcebergTable, rows: pa.Table) -> str:
-    path = t.lake.path(table_dir(t.lake, t.spec), "data", f"{uuid.uuid4().hex}.parquet")
+    path = t.lake.path(table_dir(t.spec), "data", f"{uuid.uuid4().hex}.parquet")
     t.lake.write_atomic(path, parquet_bytes(rows, t.spec.sort_by, t.zstd_level))
     return t.lake.uri_of(path)
 

@@ -72,3 +72,57 @@ def test_our_tables_as_trino_shows_them(sql_pipeline):
         sql_pipeline.sql("SELECT count(*), max(ts) FROM iceberg.raw.readings")
     )
     assert sql_pipeline.sql("SELECT count(*) FROM hive.curated.readings_1m")[0][0] >= 0
+
+
+def test_compaction_lands_when_a_writer_commits_during_it(sql, tmp_path):
+    """The archiver commits every ROTATE_SECONDS and a compaction takes seconds, so
+    a writer's commit often lands while a compaction rewrites: the compaction must
+    still land (it conflicts only when a file it removes is gone), and neither the
+    writer's rows nor its offsets may be lost or doubled."""
+    from datetime import UTC, datetime, timedelta
+
+    from stream_jobs.backfill import readings_slice
+    from stream_jobs.iceberg import IcebergTable, committed_offsets, connect, offset_properties
+    from stream_jobs.lake import Lake
+    from stream_jobs.maintenance import Maintenance, MaintenancePolicy
+    from stream_jobs.tables import READINGS
+
+    uid = uuid.uuid4().hex[:8]
+    lake = Lake(str(tmp_path / "lake"))
+
+    def handle() -> IcebergTable:  # one per thread, as in the jobs
+        return IcebergTable(
+            READINGS,
+            catalog=connect(f"thrift://127.0.0.1:{sql.stack.metastore_port}", lake),
+            lake=lake,
+            namespaces={"raw": f"raw_{uid}", "curated": f"curated_{uid}"},
+            zstd_level=3,
+        )
+
+    writer, compactor = handle(), handle()
+    today = datetime.now(UTC).date()
+    past = today - timedelta(days=3)
+    for i in range(5):  # five small files of a past day: a compaction's work
+        compactor.commit(compactor.write(readings_slice(past, i * 100, 100, 10, 10**6, i)), {})
+    writer.commit(writer.write(readings_slice(today, 0, 50, 10, 10**6, 9)), {})
+
+    class Racing(Maintenance):
+        """Lets the writer commit after the compaction read the table, before it commits."""
+
+        def rewrite(self, t, files):
+            rows = readings_slice(today, 50, 50, 10, 10**6, 10)
+            writer.commit(writer.write(rows), offset_properties("iot.readings", {0: 100}))
+            super().rewrite(t, files)
+
+    maintenance = Racing([compactor], sql=None, policy=MaintenancePolicy(min_files=4))
+    assert maintenance.compact(compactor) == 1
+
+    table = compactor.refresh()
+    per_day: dict[object, list[int]] = {}
+    for task in table.scan().plan_files():
+        per_day.setdefault(task.file.partition[0], []).append(task.file.record_count)
+    assert sorted(map(sorted, per_day.values())) == [[50, 50], [500]]
+    rows = table.scan().to_arrow()
+    keys = set(zip(rows["sensor_id"].to_pylist(), rows["ts"].to_pylist(), strict=True))
+    assert rows.num_rows == len(keys) == 600
+    assert committed_offsets(table.properties, "iot.readings") == {0: 100}
