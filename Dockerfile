@@ -2,6 +2,7 @@
 FROM python:3.11-slim
 WORKDIR /app
 COPY pyproject.toml constraints.txt ./
+COPY iot_common ./iot_common
 COPY iot_data_generator ./iot_data_generator
 COPY mqtt_bridge ./mqtt_bridge
 COPY stream_jobs ./stream_jobs

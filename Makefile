@@ -58,7 +58,7 @@ integration: system-deps $(VENV)/.installed ## Integration tests only (start the
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy iot_data_generator mqtt_bridge stream_jobs local
+	$(VENV)/bin/mypy iot_common iot_data_generator mqtt_bridge stream_jobs local
 
 bench: system-deps $(VENV)/.installed ## Throughput, freshness, latency and size benchmarks (prints figures)
 	$(PY) -m tests.bench

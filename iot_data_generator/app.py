@@ -19,9 +19,9 @@ from typing import IO, Any
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
 
+from iot_common.contract import SensorSpec, parse_sensors
 from iot_data_generator.readings import Faults, next_tick, readings_for_tick, utc_naive_now
 from iot_data_generator.settings import GeneratorSettings
-from mqtt_bridge.contract import SensorSpec, parse_sensors
 
 log = logging.getLogger("iot_data_generator")
 

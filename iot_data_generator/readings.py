@@ -7,7 +7,7 @@ import random
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-from mqtt_bridge.contract import SensorSpec
+from iot_common.contract import SensorSpec
 
 
 def utc_naive_now() -> datetime:

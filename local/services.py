@@ -25,6 +25,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from iot_common import topics
+
 ROOT = Path(__file__).resolve().parent.parent
 CACHE = Path(os.environ.get("IOT_CACHE_DIR", Path.home() / ".cache" / "iot-platform"))
 
@@ -257,7 +259,7 @@ class Stack:
     s3_key: str = ""
     s3_secret: str = ""
     # Topics Trino's Kafka catalog exposes (the live view reads the readings topic).
-    trino_kafka_topics: str = "iot.readings"
+    trino_kafka_topics: str = topics.READINGS
     env: dict[str, str] = field(default_factory=dict)  # extra env for the Python services
 
     def __post_init__(self) -> None:

@@ -17,6 +17,7 @@ import urllib.error
 import urllib.request
 from pathlib import Path
 
+from iot_common import topics
 from local.services import ROOT, Stack, StackError, port_open, trino_cli, versions, wait_for
 
 DATA = ROOT / "data"
@@ -143,7 +144,8 @@ def up() -> None:
     print(
         f"\nMQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' "
         f"(mosquitto_sub -p {s.mqtt_port} -t sensors -v)\n"
-        f"Kafka    {s.bootstrap}, topics iot.readings, iot.readings.dlq, iot.sensors\n"
+        f"Kafka    {s.bootstrap}, topics {topics.READINGS}, {topics.DEAD_LETTERS}, "
+        f"{topics.SENSORS}, {topics.READINGS_1M}\n"
         f"Tables   Apache Iceberg in {s.lake_url}/warehouse (Parquet), catalogued in the "
         f"Hive Metastore thrift://127.0.0.1:{s.metastore_port}\n"
         f"SQL      Trino http://127.0.0.1:{s.trino_port}, catalog iceberg, schemas raw and "

@@ -40,13 +40,16 @@ import paho.mqtt.client as mqtt
 from confluent_kafka import KafkaError, KafkaException, Message, Producer
 from paho.mqtt.enums import CallbackAPIVersion
 
-from mqtt_bridge.contract import parse_reading
-from mqtt_bridge.crashpoints import crash_point
+from iot_common import topics
+from iot_common.contract import parse_reading
+from iot_common.crashpoints import crash_point
+from iot_common.errors import InvalidReading
+from iot_common.kafka_io import ensure_topics, read_tail
+from iot_common.topics import TopicSpec
 from mqtt_bridge.dedup import Key, RecentDigests, RecentKeys, Verdict
-from mqtt_bridge.errors import InvalidReading, KafkaDeliveryError
-from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_tail
+from mqtt_bridge.errors import KafkaDeliveryError
 from mqtt_bridge.sensors import SensorPublisher
-from mqtt_bridge.settings import BridgeSettings
+from mqtt_bridge.settings import READBACK_GROUP, BridgeSettings
 
 log = logging.getLogger(__name__)
 
@@ -96,17 +99,12 @@ def outage_horizon_s(
 
 def topic_specs(s: BridgeSettings) -> list[TopicSpec]:
     """The topics the bridge writes, as it creates them."""
-    # The broker refuses record timestamps more than the contract's skew ahead of
-    # its clock: no producer can forge a receive time far in the future.
-    ahead_ms = str(max(60_000, int(s.dt_max_ahead_seconds * 1000)))
     return [
-        TopicSpec(
-            s.kafka_topic_readings,
-            s.kafka_readings_partitions,
-            {"message.timestamp.after.max.ms": ahead_ms},
+        topics.readings_spec(
+            s.kafka_topic_readings, s.kafka_readings_partitions, s.dt_max_ahead_seconds
         ),
-        TopicSpec(s.kafka_topic_dlq, 1),
-        TopicSpec(s.kafka_topic_sensors, 1, {"cleanup.policy": "compact"}),
+        topics.dead_letters_spec(s.kafka_topic_dlq),
+        topics.sensors_spec(s.kafka_topic_sensors),
     ]
 
 
@@ -206,7 +204,9 @@ class Bridge:
         if s.kafka_create_topics:
             ensure_topics(s.kafka_bootstrap_servers, topic_specs(s))
         loaded = 0
-        for rec in read_tail(s.kafka_bootstrap_servers, s.kafka_topic_readings, s.dedup_window):
+        for rec in read_tail(
+            s.kafka_bootstrap_servers, s.kafka_topic_readings, s.dedup_window, group=READBACK_GROUP
+        ):
             if rec.value is None:
                 continue
             try:
@@ -216,7 +216,9 @@ class Bridge:
             self._recent.remember(reading.key, hash(rec.value))
             loaded += 1
         dead = 0
-        for rec in read_tail(s.kafka_bootstrap_servers, s.kafka_topic_dlq, s.dead_letter_memory):
+        for rec in read_tail(
+            s.kafka_bootstrap_servers, s.kafka_topic_dlq, s.dead_letter_memory, group=READBACK_GROUP
+        ):
             sha = rec.headers.get("payload_sha256")
             digest = sha.decode("ascii", "replace") if sha else _sha256(rec.value or b"")
             self._dead.remember(rec.headers.get("mqtt_topic") or b"", digest)

@@ -1,23 +1,12 @@
-"""Exceptions of the bridge; InvalidReading is also the contract's rejection."""
+"""Exceptions of the bridge (the contract's rejection, InvalidReading, is iot_common's)."""
 
 from __future__ import annotations
 
+from iot_common.errors import PlatformError
 
-class BridgeError(Exception):
+
+class BridgeError(PlatformError):
     """Root of everything the bridge raises on purpose."""
-
-
-class InvalidReading(BridgeError):
-    """A payload that breaks the reading contract; `code` is stable, `detail` says why."""
-
-    def __init__(self, code: str, detail: str) -> None:
-        super().__init__(f"{code}: {detail}")
-        self.code = code
-        self.detail = detail
-
-    @property
-    def reason(self) -> str:
-        return f"{self.code}: {self.detail}"
 
 
 class KafkaDeliveryError(BridgeError):

@@ -18,8 +18,9 @@ from pathlib import Path
 import orjson
 from confluent_kafka import Producer
 
-from mqtt_bridge.contract import parse_sensors
-from mqtt_bridge.kafka_io import read_partitions
+from iot_common.contract import parse_sensors
+from iot_common.kafka_io import read_partitions
+from mqtt_bridge.settings import READBACK_GROUP
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +49,8 @@ class SensorPublisher:
         self.producer = Producer(producer_config)
         self.topic = topic
         self._state: dict[str, bytes] = {}
-        for key, value in read_partitions(str(producer_config["bootstrap.servers"]), topic):
+        bootstrap = str(producer_config["bootstrap.servers"])
+        for key, value in read_partitions(bootstrap, topic, group=READBACK_GROUP):
             if key is None:
                 continue
             sid = key.decode("utf-8", "surrogateescape")

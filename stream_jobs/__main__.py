@@ -1,6 +1,6 @@
 import sys
 
-from mqtt_bridge.kafka_io import wait_for_kafka
+from iot_common.kafka_io import wait_for_kafka
 from stream_jobs.app import app, settings
 
 if len(sys.argv) == 1:  # `python -m stream_jobs` = start a worker, once Kafka answers

@@ -18,6 +18,7 @@ import trino
 from trino.exceptions import Error as TrinoError
 from trino.exceptions import HttpError, TrinoUserError
 
+from iot_common import topics
 from stream_jobs.settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,7 @@ class SqlCatalog:
         raw: str = "raw",
         curated: str = "curated",
         kafka_catalog: str = "",
-        readings_topic: str = "iot.readings",
+        readings_topic: str = topics.READINGS,
         live_horizon_s: int = 60,
         wait_for: Callable[[], bool] = lambda: True,
     ) -> None:

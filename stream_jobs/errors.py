@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from iot_common.errors import PlatformError
 
-class StreamJobError(Exception):
+
+class StreamJobError(PlatformError):
     """Root of everything the stream jobs raise on purpose."""
 
 

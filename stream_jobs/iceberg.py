@@ -67,7 +67,7 @@ from pyiceberg.types import (
 )
 from thrift.transport import TSocket, TTransport
 
-from mqtt_bridge.crashpoints import crash_point
+from iot_common.crashpoints import crash_point
 from stream_jobs.lake import Lake
 from stream_jobs.parquet import parquet_bytes
 from stream_jobs.tables import TableSpec

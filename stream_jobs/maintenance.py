@@ -33,7 +33,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from pyiceberg.manifest import DataFile
 
-from mqtt_bridge.crashpoints import crash_point
+from iot_common.crashpoints import crash_point
 from stream_jobs.iceberg import IcebergTable
 
 log = logging.getLogger(__name__)

@@ -60,7 +60,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from hive_metastore.ttypes import NoSuchObjectException
 
-from mqtt_bridge.crashpoints import crash_point
+from iot_common.crashpoints import crash_point
 from stream_jobs.errors import StreamJobError
 from stream_jobs.iceberg import (
     OFFSET_PREFIX,

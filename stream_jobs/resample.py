@@ -55,15 +55,16 @@ from confluent_kafka import (
 )
 from pyiceberg.expressions import And
 
-from mqtt_bridge.contract import (
+from iot_common.contract import (
     DEFAULT_BOUNDS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     TimeBounds,
     parse_reading,
 )
-from mqtt_bridge.crashpoints import crash_point
-from mqtt_bridge.errors import InvalidReading
-from mqtt_bridge.kafka_io import TopicSpec, ensure_topics, read_partitions
+from iot_common.crashpoints import crash_point
+from iot_common.errors import InvalidReading
+from iot_common.kafka_io import ensure_topics, read_partitions
+from iot_common.topics import readings_1m_spec
 from stream_jobs.archive import SESSION_TIMEOUT_MS
 from stream_jobs.errors import LakeError
 from stream_jobs.iceberg import IcebergTable, committed_offsets, equal, offset_key
@@ -79,6 +80,7 @@ KafkaHeaders = list[tuple[str, HeaderValue]] | dict[str, HeaderValue] | None
 LOGGED_ERRORS = 10  # record failures logged in full; then one a minute
 STATE_PREFIX = "iot.state."  # table property: iot.state.<topic>.<partition> = state file
 IDLE_COMMIT_S = 60.0  # a checkpoint with nothing to emit commits at most this often
+READBACK_GROUP = "iot-stream-jobs-readback"  # reads the sensor list; commits nothing
 
 
 def state_key(topic: str, partition: int) -> str:
@@ -175,7 +177,7 @@ class SensorRanges:
         numbers) is skipped, logged once per key: its sensor has no known range.
         Only Kafka failing raises."""
         entries: dict[bytes, bytes | None] = {}
-        for key, value in read_partitions(self.bootstrap, self.topic):
+        for key, value in read_partitions(self.bootstrap, self.topic, group=READBACK_GROUP):
             if key is not None:
                 entries[key] = value
         ranges = {}
@@ -471,7 +473,7 @@ class MinuteJob:
     def run(self, stop: threading.Event) -> None:
         if not self.table.wait_ready(stop):
             return
-        ensure_topics(self.bootstrap, [TopicSpec(self.out_topic, 3)])
+        ensure_topics(self.bootstrap, [readings_1m_spec(self.out_topic)])
         self.ranges.refresh()
         consumer = Consumer(self._consumer_config)
         consumer.subscribe(

@@ -5,20 +5,15 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from mqtt_bridge.settings import ContractSettings
+from iot_common.settings import ContractSettings, KafkaSettings
 
 
-class StreamSettings(ContractSettings):
+class StreamSettings(ContractSettings, KafkaSettings):
     """Environment variables of `python -m stream_jobs` (names are the upper-case fields)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     app_id: str = "iot-stream-jobs"  # Faust app id (its own consumer group)
-    kafka_bootstrap_servers: str = "localhost:9092"
-    kafka_topic_readings: str = "iot.readings"
-    kafka_topic_dlq: str = "iot.readings.dlq"
-    kafka_topic_sensors: str = "iot.sensors"
-    kafka_topic_1m: str = "iot.readings.1m"
     consumer_group_prefix: str = "iot-archive"
     # 1-minute means: a window closes this long after its end (event time); a later
     # reading re-emits it corrected. Checkpoints (and emissions) every commit interval.
@@ -70,7 +65,6 @@ class StreamSettings(ContractSettings):
 
     web_port: int = 6066
     datadir: str = "data/stream_jobs"
-    logging_level: str = "INFO"
 
     def iceberg_s3(self) -> dict[str, str]:
         """pyiceberg's FileIO settings for s3:// lakes (none for local directories)."""

@@ -27,7 +27,7 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from mqtt_bridge.contract import (
+from iot_common.contract import (
     DEFAULT_BOUNDS,
     DEFAULT_MAX_PAYLOAD_BYTES,
     MAX_ID_LENGTH,
@@ -36,7 +36,7 @@ from mqtt_bridge.contract import (
     parse_reading,
     to_us,
 )
-from mqtt_bridge.errors import InvalidReading
+from iot_common.errors import InvalidReading
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")

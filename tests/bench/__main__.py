@@ -47,9 +47,10 @@ from typing import Any
 import orjson
 from confluent_kafka import Consumer, Producer, TopicPartition
 
+from iot_common.kafka_io import ensure_topics
+from iot_common.topics import TopicSpec
 from iot_data_generator.readings import reading_payload
 from local.services import Stack
-from mqtt_bridge.kafka_io import TopicSpec, ensure_topics
 from stream_jobs.archive import TopicArchiver
 from stream_jobs.resample import MinuteJob
 from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from iot_common.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
 from iot_data_generator.readings import reading_payload
 from local.services import wait_for
-from mqtt_bridge.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
 from tests.integration.harness import FAST_WINDOWS, Pipeline, Proc, mqtt_publish, wait_exit
 
 pytestmark = pytest.mark.integration

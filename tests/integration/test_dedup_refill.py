@@ -10,9 +10,9 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import Producer
 
+from iot_common.contract import parse_reading
 from iot_data_generator.readings import reading_payload
 from mqtt_bridge.bridge import Bridge
-from mqtt_bridge.contract import parse_reading
 from mqtt_bridge.dedup import Verdict
 from mqtt_bridge.settings import BridgeSettings
 

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from confluent_kafka import KafkaError, Producer
 
+from iot_common.contract import parse_reading
+from iot_common.kafka_io import ensure_topics
 from iot_data_generator.readings import reading_payload
 from local.services import wait_for
 from mqtt_bridge.bridge import topic_specs
-from mqtt_bridge.contract import parse_reading
-from mqtt_bridge.kafka_io import ensure_topics
 from mqtt_bridge.settings import BridgeSettings
 from tests.integration.harness import FAST_WINDOWS, Pipeline, mqtt_publish
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pyarrow as pa
 import pytest
 
+from iot_common.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
 from local.services import ROOT
-from mqtt_bridge.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
 from stream_jobs.iceberg import IcebergTable, committed_offsets, connect
 from stream_jobs.lake import Lake
 from stream_jobs.migrate import MIGRATED, _hms_table, _is_iceberg, migrate

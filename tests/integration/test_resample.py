@@ -7,9 +7,9 @@ import orjson
 import pytest
 from confluent_kafka import Consumer
 
+from iot_common.contract import parse_reading
 from iot_data_generator.readings import reading_payload
 from local.services import wait_for
-from mqtt_bridge.contract import parse_reading
 from tests.integration.harness import Pipeline, mqtt_publish, published, wait_exit
 
 pytestmark = pytest.mark.integration

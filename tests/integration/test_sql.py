@@ -9,9 +9,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from iot_common.contract import parse_reading
 from iot_data_generator.readings import reading_payload
 from local.services import ROOT, wait_for
-from mqtt_bridge.contract import parse_reading
 from tests.integration.harness import mqtt_publish, published, wait_exit
 
 pytestmark = pytest.mark.integration

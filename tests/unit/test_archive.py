@@ -114,7 +114,7 @@ def test_a_record_the_contract_rejects_becomes_a_dead_letter():
 def test_event_time_is_judged_against_the_receive_time_and_the_bounds():
     from datetime import datetime
 
-    from mqtt_bridge.contract import TimeBounds
+    from iot_common.contract import TimeBounds
 
     late_clock = reading(0, "2026-11-26")
     # dt a day after its received_at header

@@ -1,6 +1,6 @@
 from datetime import date, datetime
 
-from mqtt_bridge.contract import parse_reading
+from iot_common.contract import parse_reading
 from stream_jobs.backfill import day_of_readings
 from stream_jobs.iceberg import split_by_day
 from stream_jobs.tables import READINGS

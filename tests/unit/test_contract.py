@@ -2,8 +2,8 @@ import math
 
 import pytest
 
-from mqtt_bridge.contract import parse_dt, parse_reading, parse_sensors
-from mqtt_bridge.errors import InvalidReading
+from iot_common.contract import parse_dt, parse_reading, parse_sensors
+from iot_common.errors import InvalidReading
 
 
 def test_original_payload_parses_with_microseconds_kept():
@@ -96,7 +96,7 @@ def test_calendar_edges_and_long_text_are_bad_dt_not_a_crash(dt):
 
 
 def test_event_time_is_bounded_by_the_floor_and_the_receive_time():
-    from mqtt_bridge.contract import DEFAULT_BOUNDS, TimeBounds
+    from iot_common.contract import DEFAULT_BOUNDS, TimeBounds
 
     received = parse_dt("2026-11-30T12:00:00")
 

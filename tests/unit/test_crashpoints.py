@@ -4,7 +4,7 @@ without crashing)."""
 
 import pytest
 
-from mqtt_bridge.crashpoints import STEPS, _target
+from iot_common.crashpoints import STEPS, _target
 from stream_jobs.tables import TABLES
 
 

@@ -2,6 +2,7 @@ import json
 import random
 from datetime import datetime
 
+from iot_common.contract import parse_reading, parse_sensors
 from iot_data_generator.readings import (
     MALFORMED_SAMPLES,
     Faults,
@@ -9,7 +10,6 @@ from iot_data_generator.readings import (
     reading_payload,
     readings_for_tick,
 )
-from mqtt_bridge.contract import parse_reading, parse_sensors
 
 
 def test_payload_is_the_original_format_byte_for_byte():

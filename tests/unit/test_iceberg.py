@@ -33,8 +33,8 @@ from pyiceberg.types import (
     TimestampType,
 )
 
+from iot_common.crashpoints import STEPS
 from iot_data_generator.readings import reading_payload
-from mqtt_bridge.crashpoints import STEPS
 from stream_jobs import iceberg
 from stream_jobs.iceberg import (
     OFFSET_PREFIX,

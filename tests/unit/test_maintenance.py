@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from mqtt_bridge.crashpoints import STEPS
+from iot_common.crashpoints import STEPS
 from stream_jobs.iceberg import IcebergTable, split_by_day
 from stream_jobs.lake import Lake
 from stream_jobs.maintenance import (

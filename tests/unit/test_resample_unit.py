@@ -11,7 +11,7 @@ import pytest
 from confluent_kafka import TopicPartition
 
 import stream_jobs.resample as resample
-from mqtt_bridge.contract import TimeBounds
+from iot_common.contract import TimeBounds
 from stream_jobs.errors import LakeError
 from stream_jobs.iceberg import offset_key
 from stream_jobs.lake import Lake

@@ -19,8 +19,8 @@ from datetime import datetime, timedelta
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from mqtt_bridge.contract import TimeBounds, parse_reading
-from mqtt_bridge.errors import InvalidReading
+from iot_common.contract import TimeBounds, parse_reading
+from iot_common.errors import InvalidReading
 from stream_jobs.tables import (
     Record,
     Source,

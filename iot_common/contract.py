@@ -27,7 +27,7 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
-from mqtt_bridge.errors import InvalidReading
+from iot_common.errors import InvalidReading
 
 DEFAULT_MAX_PAYLOAD_BYTES = 4096
 MAX_ID_LENGTH = 200

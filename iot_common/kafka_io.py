@@ -1,23 +1,19 @@
-"""Kafka at the bridge's edge: topic creation and reading back what is already there."""
+"""Kafka helpers every service uses: waiting for Kafka, creating our topics, and
+reading back what a topic already holds (assign() only: the group commits nothing)."""
 
 from __future__ import annotations
 
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-defined]
 
+from iot_common.topics import TopicSpec
+
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class TopicSpec:
-    name: str
-    partitions: int
-    config: dict[str, str] = field(default_factory=dict)
 
 
 def wait_for_kafka(bootstrap: str, timeout_s: float = 120.0) -> set[str]:
@@ -54,13 +50,14 @@ def ensure_topics(bootstrap: str, specs: list[TopicSpec], timeout_s: float = 120
                 raise
 
 
-def _read_to_end(bootstrap: str, topic: str, last_n: int | None) -> Iterator[Message]:
+def _read_to_end(bootstrap: str, topic: str, last_n: int | None, group: str) -> Iterator[Message]:
     """The records of a topic up to its current end: all of it, or the last
-    `last_n` of each partition (partition by partition, each in offset order)."""
+    `last_n` of each partition (partition by partition, each in offset order).
+    `group` names the reader in Kafka's tools; it never commits (assign() only)."""
     consumer = Consumer(
         {
             "bootstrap.servers": bootstrap,
-            "group.id": "iot-readback",  # never commits: assign() only
+            "group.id": group,
             "enable.auto.commit": False,
             "enable.partition.eof": True,
         }
@@ -92,11 +89,11 @@ def _read_to_end(bootstrap: str, topic: str, last_n: int | None) -> Iterator[Mes
 
 
 def read_partitions(
-    bootstrap: str, topic: str, last_n: int | None = None
+    bootstrap: str, topic: str, *, group: str, last_n: int | None = None
 ) -> Iterator[tuple[bytes | None, bytes | None]]:
     """Yield (key, value) of a topic up to its current end: all of it, or the
     last `last_n` records of each partition."""
-    for msg in _read_to_end(bootstrap, topic, last_n):
+    for msg in _read_to_end(bootstrap, topic, last_n, group):
         yield msg.key(), msg.value()
 
 
@@ -110,13 +107,13 @@ class TailRecord:
     headers: dict[str, bytes | None]
 
 
-def read_tail(bootstrap: str, topic: str, last_n: int) -> list[TailRecord]:
+def read_tail(bootstrap: str, topic: str, last_n: int, *, group: str) -> list[TailRecord]:
     """The last `last_n` records of each partition, merged in time order (record
     timestamp, then partition and offset): the order in which one producer wrote
     them, so a bounded memory refilled from it forgets what it forgot before a
     restart, whatever the partitions' lengths."""
     records = []
-    for msg in _read_to_end(bootstrap, topic, last_n):
+    for msg in _read_to_end(bootstrap, topic, last_n, group):
         partition, offset = msg.partition(), msg.offset()
         if partition is None or offset is None:
             continue
