@@ -107,21 +107,27 @@ class TailRecord:
     headers: dict[str, bytes | None]
 
 
-def read_tail(bootstrap: str, topic: str, last_n: int, *, group: str) -> list[TailRecord]:
-    """The last `last_n` records of each partition, merged in time order (record
-    timestamp, then partition and offset): the order in which one producer wrote
-    them, so a bounded memory refilled from it forgets what it forgot before a
-    restart, whatever the partitions' lengths."""
-    records = []
+def read_all(bootstrap: str, topic: str, *, group: str) -> list[TailRecord]:
+    """Every record of a topic up to its current end, in offset order per partition."""
+    return list(_records(bootstrap, topic, None, group))
+
+
+def _records(bootstrap: str, topic: str, last_n: int | None, group: str) -> Iterator[TailRecord]:
     for msg in _read_to_end(bootstrap, topic, last_n, group):
         partition, offset = msg.partition(), msg.offset()
         if partition is None or offset is None:
             continue
         raw_headers: list[tuple[str, object]] = list(msg.headers() or ())  # type: ignore[arg-type]
         headers = {k: v if isinstance(v, bytes) else None for k, v in raw_headers}
-        records.append(
-            TailRecord(msg.timestamp()[1], partition, offset, msg.key(), msg.value(), headers)
-        )
+        yield TailRecord(msg.timestamp()[1], partition, offset, msg.key(), msg.value(), headers)
+
+
+def read_tail(bootstrap: str, topic: str, last_n: int, *, group: str) -> list[TailRecord]:
+    """The last `last_n` records of each partition, merged in time order (record
+    timestamp, then partition and offset): the order in which one producer wrote
+    them, so a bounded memory refilled from it forgets what it forgot before a
+    restart, whatever the partitions' lengths."""
+    records = list(_records(bootstrap, topic, last_n, group))
     records.sort(key=lambda r: (r.timestamp_ms, r.partition, r.offset))
     return records
 

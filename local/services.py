@@ -1,61 +1,58 @@
-"""How each service of the platform runs without Docker: its config and command.
+"""How each service of the platform runs without Docker: its config, preparation,
+command and readiness, and SERVICES, the one table of them in start order.
 
 Both `make up` (through supervisord) and the integration tests (as plain
 subprocesses on free ports) start services from here, with the same config
 files that docker-compose mounts (mosquitto/, kafka/); only ports and data
-directories are rewritten.
+directories are rewritten. A Stack holds one copy's ports and directories and
+writes its config files under `<data>/run`; each service is one record of
+SERVICES, so its name, order, preparation, command and probe cannot disagree.
 """
 
 from __future__ import annotations
 
 import base64
-import contextlib
 import getpass
+import json
 import os
 import re
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
-import time
+import urllib.error
+import urllib.request
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from iot_common import topics
+from local.common import ROOT, StackError, free_port, port_open, versions, wait_for
+from local.install import (
+    java_bin,
+    kafka_libs,
+    metastore_home,
+    mosquitto_bin,
+    trino_cli,
+    trino_home,
+    trino_java_home,
+)
+from local.postgres import Postgres
 
-ROOT = Path(__file__).resolve().parent.parent
-CACHE = Path(os.environ.get("IOT_CACHE_DIR", Path.home() / ".cache" / "iot-platform"))
-
-
-class StackError(Exception):
-    """A service could not be installed or started; the message says what to do."""
-
-
-def versions() -> dict[str, str]:
-    """Pinned versions of the non-Python parts (versions.env)."""
-    out = {}
-    for line in (ROOT / "versions.env").read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#"):
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip()
-    return out
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def port_open(port: int, host: str = "127.0.0.1") -> bool:
-    with socket.socket() as s:
-        s.settimeout(0.5)
-        return s.connect_ex((host, port)) == 0
+__all__ = [
+    "ROOT",
+    "SERVICES",
+    "Service",
+    "Stack",
+    "StackError",
+    "free_port",
+    "health",
+    "port_open",
+    "trino_cli",
+    "versions",
+    "wait_for",
+]
 
 
 def set_properties(path: Path, values: dict[str, str]) -> None:
@@ -70,171 +67,12 @@ def set_properties(path: Path, values: dict[str, str]) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
-def wait_for(predicate: object, timeout_s: float, what: str) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
-            return
-        time.sleep(0.2)
-    raise StackError(f"{what} did not become ready within {timeout_s:.0f} s")
-
-
-# -- installation -----------------------------------------------------------------
-
-
-def _mvn(*args: str) -> None:
-    if shutil.which("mvn") is None:
-        raise StackError(
-            "Maven (mvn) is needed once to fetch the Java services: apt-get install maven"
-        )
-    subprocess.run(["mvn", "-q", "-B", *args], check=True)
-
-
-def _maven_classpath(name: str, pom: Path, props: dict[str, str]) -> Path:
-    """The runtime classpath of `pom` from Maven Central, cached outside the checkout."""
-    target = CACHE / name / "libs"
-    if (target / ".complete").exists():
-        return target
-    target.mkdir(parents=True, exist_ok=True)
-    print(f"fetching {name} from Maven into {target} ...", flush=True)
-    _mvn(
-        "-f",
-        str(pom),
-        "dependency:copy-dependencies",
-        f"-DoutputDirectory={target}",
-        "-DincludeScope=runtime",
-        *(f"-D{k}={v}" for k, v in props.items()),
-    )
-    (target / ".complete").touch()
-    return target
-
-
-def _maven_artifact(artifact: str, dest: Path) -> Path:
-    """One artifact (group:name:version:type[:classifier]) copied into `dest`."""
-    dest.mkdir(parents=True, exist_ok=True)
-    _mvn("dependency:copy", f"-Dartifact={artifact}", f"-DoutputDirectory={dest}")
-    _group, name, version, kind, *classifier = artifact.split(":")
-    suffix = f"-{classifier[0]}" if classifier else ""
-    return dest / f"{name}-{version}{suffix}.{kind}"
-
-
-def kafka_libs() -> Path:
-    """The Kafka broker's classpath."""
-    v = versions()
-    return _maven_classpath(
-        f"kafka-{v['KAFKA_VERSION']}",
-        ROOT / "kafka" / "pom.xml",
-        {"kafka.version": v["KAFKA_VERSION"], "log4j.version": v["LOG4J_VERSION"]},
-    )
-
-
-def metastore_home() -> Path:
-    """The standalone Hive Metastore: classpath in libs/, schema scripts in scripts/."""
-    v = versions()
-    # The name carries the JDBC driver's version: a cache made before it was added
-    # (or for another version) is not taken for complete.
-    home = CACHE / f"hive-metastore-{v['HIVE_VERSION']}-pgjdbc-{v['POSTGRESQL_JDBC_VERSION']}"
-    _maven_classpath(
-        home.name,
-        ROOT / "hive-metastore" / "pom.xml",
-        {
-            "hive.version": v["HIVE_VERSION"],
-            "hadoop.version": v["HADOOP_VERSION"],
-            "derby.version": v["DERBY_VERSION"],
-            "postgresql.jdbc.version": v["POSTGRESQL_JDBC_VERSION"],
-            "aws.sdk.version": v["AWS_SDK_VERSION"],
-        },
-    )
-    scripts = home / "scripts" / "metastore" / "upgrade" / "derby"
-    if not scripts.is_dir():
-        # The schema scripts ship only in the binary distribution (also on Maven Central).
-        tarball = _maven_artifact(
-            f"org.apache.hive:hive-standalone-metastore-server:{v['HIVE_VERSION']}:tar.gz:bin",
-            home / "dl",
-        )
-        subprocess.run(
-            [
-                "tar",
-                "xzf",
-                str(tarball),
-                "-C",
-                str(home),
-                "--strip-components=1",
-                "--wildcards",
-                "*/scripts/metastore/upgrade/derby/*",
-                "*/scripts/metastore/upgrade/postgres/*",
-            ],
-            check=True,
-        )
-        shutil.rmtree(home / "dl")
-    return home
-
-
-def trino_home() -> Path:
-    """Trino server with the plugins we use, from the Maven Central tarball."""
-    v = versions()
-    plugins = ("hive", "iceberg", "kafka")
-    # Named by its plugins: a cache trimmed to another set is not taken for this one.
-    home = CACHE / f"trino-server-{v['TRINO_VERSION']}-{'-'.join(plugins)}"
-    if (home / ".complete").exists():
-        return home
-    tarball = _maven_artifact(
-        f"io.trino:trino-server:{v['TRINO_VERSION']}:tar.gz", CACHE / "downloads"
-    )
-    shutil.rmtree(home, ignore_errors=True)
-    # Plugins share jars as hard links, so the whole tarball is unpacked, then trimmed.
-    unpacked = CACHE / f"trino-server-{v['TRINO_VERSION']}"
-    shutil.rmtree(unpacked, ignore_errors=True)
-    subprocess.run(["tar", "xzf", str(tarball), "-C", str(CACHE)], check=True)
-    for plugin in (unpacked / "plugin").iterdir():
-        if plugin.name not in plugins:
-            shutil.rmtree(plugin)
-    unpacked.rename(home)
-    tarball.unlink()
-    (home / ".complete").touch()
-    return home
-
-
-def trino_cli() -> Path:
-    v = versions()
-    jar = CACHE / f"trino-cli-{v['TRINO_VERSION']}-executable.jar"
-    if not jar.exists():
-        _maven_artifact(f"io.trino:trino-cli:{v['TRINO_VERSION']}:jar:executable", CACHE)
-    return jar
-
-
-def postgres_bin() -> Path:
-    """The newest PostgreSQL server Debian's packages installed."""
-    found = sorted(
-        Path("/usr/lib/postgresql").glob("*/bin/postgres"),
-        key=lambda p: int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0,
-    )
-    if not found:
-        raise StackError(
-            "PostgreSQL is missing (the metastore's database): apt-get install postgresql"
-        )
-    return found[-1].parent
-
-
-def as_postgres() -> list[str]:
-    """PostgreSQL refuses to run as root: as root, run it as Debian's `postgres` user
-    (setpriv execs, so signals reach the server itself); as anyone else, as them."""
-    if os.geteuid() != 0:
-        return []
-    return ["setpriv", "--reuid=postgres", "--regid=postgres", "--init-groups"]
-
-
-def java_bin() -> str:
-    """The machine's default JDK (17) for Kafka and the metastore. JAVA_HOME is not
-    consulted on purpose: it may point at the Java 25 that Trino needs and the
-    metastore cannot run on."""
-    found = shutil.which("java")
-    if not found:
-        raise StackError("Java 17 is needed: apt-get install openjdk-17-jre-headless")
-    return found
-
-
-# -- the stack's layout --------------------------------------------------------------
+def _http_json(port: int, path: str) -> dict[str, object] | None:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=2) as resp:
+            return json.loads(resp.read())  # type: ignore[no-any-return]
+    except (urllib.error.URLError, OSError, ValueError):
+        return None
 
 
 @dataclass
@@ -298,10 +136,10 @@ class Stack:
         return out
 
     def mosquitto_cmd(self) -> list[str]:
-        binary = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-        if not Path(binary).exists():
-            raise StackError("Mosquitto is missing: apt-get install mosquitto")
-        return [binary, "-c", str(self.mosquitto_conf())]
+        return [mosquitto_bin(), "-c", str(self.mosquitto_conf())]
+
+    def mosquitto_ready(self) -> bool:
+        return port_open(self.mqtt_port)
 
     # kafka ------------------------------------------------------------------------
 
@@ -400,6 +238,10 @@ class Stack:
         assert self.postgres_dir is not None
         return self.postgres_dir
 
+    @property
+    def postgres(self) -> Postgres:
+        return Postgres(self.pg_root, self.postgres_port)
+
     def _pg_password(self) -> str:
         """The metastore's database password: METASTORE_DB_PASSWORD, else one made
         at the first start and kept beside the metastore's data (never committed)."""
@@ -414,116 +256,14 @@ class Stack:
         return path.read_text().strip()
 
     def postgres_cmd(self) -> list[str]:
-        return [
-            *as_postgres(),
-            str(postgres_bin() / "postgres"),
-            "-D",
-            str(self.pg_root / "data"),
-            "-c",
-            "listen_addresses=127.0.0.1",
-            "-p",
-            str(self.postgres_port),
-            "-k",
-            str(self.pg_root / "sock"),
-        ]
+        return self.postgres.command()
 
     def postgres_ready(self) -> bool:
-        return (
-            subprocess.run(
-                [
-                    str(postgres_bin() / "pg_isready"),
-                    "-q",
-                    "-h",
-                    "127.0.0.1",
-                    "-p",
-                    str(self.postgres_port),
-                    "-U",
-                    "postgres",
-                ],
-                check=False,
-            ).returncode
-            == 0
-        )
+        return self.postgres.ready()
 
     def postgres_init(self) -> None:
         """A PostgreSQL cluster in postgres_dir, once (local socket: trust; TCP: password)."""
-        root = self.pg_root
-        if (root / "data" / "PG_VERSION").exists():
-            return
-        root.mkdir(parents=True, exist_ok=True)
-        (root / "sock").mkdir(exist_ok=True)
-        if os.geteuid() == 0:
-            for path in (root, root / "sock"):
-                shutil.chown(path, "postgres", "postgres")
-        root.chmod(0o700)
-        subprocess.run(
-            [
-                *as_postgres(),
-                str(postgres_bin() / "initdb"),
-                "-D",
-                str(root / "data"),
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C.UTF-8",
-            ],
-            check=True,
-            stdout=subprocess.DEVNULL,
-        )
-
-    @contextlib.contextmanager
-    def postgres_running(self) -> Iterator[None]:
-        """PostgreSQL answering for the duration: the running one, or one started
-        for this and stopped after (fast shutdown)."""
-        if self.postgres_ready():
-            yield
-            return
-        proc = subprocess.Popen(
-            self.postgres_cmd(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-        try:
-            wait_for(self.postgres_ready, 30, "PostgreSQL")
-            yield
-        finally:
-            proc.send_signal(signal.SIGINT)  # fast: TERM waits for every client to leave
-            proc.wait(30)
-
-    def _psql(self, sql: str, database: str = "postgres") -> str:
-        out = subprocess.run(
-            [
-                str(postgres_bin() / "psql"),
-                "-h",
-                str(self.pg_root / "sock"),
-                "-p",
-                str(self.postgres_port),
-                "-U",
-                "postgres",
-                "-d",
-                database,
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-Atq",
-                "-c",
-                sql,
-            ],
-            check=True,
-            capture_output=True,
-            text=True,
-        )
-        return out.stdout.strip()
-
-    def _metastore_database(self) -> None:
-        """The role and database of the metastore (idempotent)."""
-        password = self._pg_password().replace("'", "''")
-        if self._psql("SELECT 1 FROM pg_roles WHERE rolname = 'hive'") != "1":
-            self._psql(f"CREATE ROLE hive LOGIN PASSWORD '{password}'")
-        else:
-            self._psql(f"ALTER ROLE hive PASSWORD '{password}'")
-        if self._psql("SELECT 1 FROM pg_database WHERE datname = 'metastore'") != "1":
-            self._psql("CREATE DATABASE metastore OWNER hive")
+        self.postgres.init()
 
     def metastore_env(self) -> dict[str, str]:
         return {
@@ -549,14 +289,15 @@ class Stack:
     def metastore_init(self) -> None:
         """The metastore's database and schema, once: PostgreSQL's cluster, role and
         database, then Hive's schema (PostgreSQL is started for it if not running)."""
-        self.postgres_init()
+        postgres = self.postgres
+        postgres.init()
         db = self.data / "metastore"
         db.mkdir(parents=True, exist_ok=True)
-        with self.postgres_running():
-            self._metastore_database()
+        with postgres.running():
+            postgres.metastore_database(self._pg_password())
             # Hive's schema is there once its VERSION table is.
             tables = "SELECT count(*) FROM pg_tables WHERE tablename = 'VERSION'"
-            ready = self._psql(tables, database="metastore") == "1"
+            ready = postgres.psql(tables, database="metastore") == "1"
             if ready:
                 return
             subprocess.run(
@@ -581,6 +322,9 @@ class Stack:
             "-p",
             str(self.metastore_port),
         ]
+
+    def metastore_ready(self) -> bool:
+        return port_open(self.metastore_port)
 
     # trino ------------------------------------------------------------------------------
 
@@ -612,7 +356,7 @@ class Stack:
 
     def trino_cmd(self) -> list[str]:
         home = trino_home()
-        java_home = os.environ.get("TRINO_JAVA_HOME", versions()["TRINO_JAVA_HOME"])
+        java_home = trino_java_home()
         if not (Path(java_home) / "bin" / "java").exists():
             raise StackError(
                 f"Trino {versions()['TRINO_VERSION']} needs Java 24+; "
@@ -668,16 +412,95 @@ class Stack:
             **self.env,
         }
 
-    def commands(self) -> dict[str, list[str]]:
-        """Every service of the stack, in start order."""
-        py = sys.executable
-        return {
-            "postgres": self.postgres_cmd(),
-            "mosquitto": self.mosquitto_cmd(),
-            "kafka": self.kafka_cmd(),
-            "hive_metastore": self.metastore_cmd(),
-            "trino": self.trino_cmd(),
-            "mqtt_bridge": [py, "-m", "mqtt_bridge"],
-            "stream_jobs": [py, "-m", "stream_jobs"],
-            "iot_data_generator": [py, "-m", "iot_data_generator"],
-        }
+    def bridge_ready(self) -> bool:
+        health = _http_json(self.bridge_health_port, "/health")
+        return bool(health and health.get("healthy"))
+
+    def stream_jobs_ready(self) -> bool:
+        """Healthy, and its SQL views over the tables made."""
+        health = _http_json(self.stream_web_port, "/health")
+        return bool(health and health.get("healthy") and health.get("sql_views") == "ready")
+
+
+# -- the services --------------------------------------------------------------------
+
+
+@dataclass(frozen=True, kw_only=True)
+class Service:
+    """One program of the stack: how supervisord runs it and how it is probed."""
+
+    name: str  # supervisord's program, and its log file <name>.log
+    order: int  # supervisord's priority: lower starts first and stops last
+    command: Callable[[Stack], list[str]]
+    # Run by `make up` before supervisord starts anything; does its work once.
+    prepare: Callable[[Stack], None] | None = None
+    # Healthy now? (None: not probed; `make up` waits for every probed service)
+    ready: Callable[[Stack], bool] | None = None
+    stop_signal: str = "TERM"
+
+
+def _python(module: str) -> Callable[[Stack], list[str]]:
+    """A Python service of this checkout, run by this interpreter."""
+    return lambda _stack: [sys.executable, "-m", module]
+
+
+# Every service of the stack, in start order.
+SERVICES: tuple[Service, ...] = (
+    # The metastore's database: first up, last down. Its cluster is made by the
+    # metastore's preparation (which needs it, and starts it for the schema).
+    Service(
+        name="postgres",
+        order=5,
+        command=Stack.postgres_cmd,
+        ready=Stack.postgres_ready,
+        stop_signal="INT",  # TERM waits for every client to leave; INT is its fast shutdown
+    ),
+    Service(
+        name="mosquitto",
+        order=10,
+        command=Stack.mosquitto_cmd,
+        ready=Stack.mosquitto_ready,
+    ),
+    Service(
+        name="kafka",
+        order=10,
+        command=Stack.kafka_cmd,
+        prepare=Stack.kafka_format,
+        ready=Stack.kafka_ready,
+    ),
+    Service(
+        name="hive_metastore",
+        order=10,
+        command=Stack.metastore_cmd,
+        prepare=Stack.metastore_init,
+        ready=Stack.metastore_ready,
+    ),
+    Service(
+        name="trino",
+        order=15,
+        command=Stack.trino_cmd,
+        ready=Stack.trino_ready,
+    ),
+    Service(
+        name="mqtt_bridge",
+        order=20,
+        command=_python("mqtt_bridge"),
+        ready=Stack.bridge_ready,
+    ),
+    Service(
+        name="stream_jobs",
+        order=20,
+        command=_python("stream_jobs"),
+        ready=Stack.stream_jobs_ready,
+    ),
+    Service(
+        name="iot_data_generator",
+        order=30,
+        command=_python("iot_data_generator"),
+    ),
+)
+
+
+def health(stack: Stack) -> dict[str, bool]:
+    """Every probed service: healthy now? (in start order)"""
+    return {s.name: s.ready(stack) for s in SERVICES if s.ready is not None}

@@ -17,19 +17,26 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 import faust
+from confluent_kafka import Producer
 from mode import Service
 
+from iot_common.kafka_io import read_all, read_partitions
+from stream_jobs.agents import DeadLetterWatch, SensorDirectory, register
 from stream_jobs.archive import SESSION_TIMEOUT_MS, TopicArchiver
-from stream_jobs.catalog import SqlCatalog, sql_catalog
+from stream_jobs.catalog import NoSqlCatalog, SqlCatalog, sql_catalog
 from stream_jobs.iceberg import IcebergTable, connect
 from stream_jobs.lake import Lake
 from stream_jobs.maintenance import Maintenance, MaintenancePolicy
 from stream_jobs.migrate import migrate
-from stream_jobs.resample import MinuteJob
+from stream_jobs.records import build_readings, build_rejected, build_sensors
+from stream_jobs.resample import MinuteJob, SensorRanges, WindowPolicy
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
 
 log = logging.getLogger(__name__)
+
+# The name the jobs read the sensor list back under; it commits nothing.
+READBACK_GROUP = "iot-stream-jobs-readback"
 
 settings = StreamSettings()
 
@@ -43,6 +50,8 @@ app = faust.App(
     # A worker that died leaves Faust's own group after this long; Faust's 60 s
     # default held every restart after a crash for a minute before the jobs began.
     broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
+    # One worker per app here: no leader election, no leader topic.
+    topic_disable_leader=True,
 )
 
 
@@ -76,7 +85,7 @@ class Jobs:
     migration: Migration
     archivers: list[TopicArchiver]
     minutes: MinuteJob
-    catalog: SqlCatalog | None
+    catalog: SqlCatalog | NoSqlCatalog
     maintenance: Maintenance
 
 
@@ -119,6 +128,7 @@ def build_jobs(s: StreamSettings) -> Jobs:
         TopicArchiver(
             table(READINGS),
             s.kafka_topic_readings,
+            build=build_readings,
             consumer_config=consumer(READINGS.name),
             rejected=table(REJECTED),
             **common,  # type: ignore[arg-type]
@@ -126,26 +136,36 @@ def build_jobs(s: StreamSettings) -> Jobs:
         TopicArchiver(
             table(SENSORS),
             s.kafka_topic_sensors,
+            build=build_sensors,
             consumer_config=consumer(SENSORS.name),
             **common,  # type: ignore[arg-type]
         ),
         TopicArchiver(
             table(REJECTED),
             s.kafka_topic_dlq,
+            build=build_rejected,
             consumer_config=consumer(REJECTED.name),
             **common,  # type: ignore[arg-type]
         ),
     ]
+    kafka = {"bootstrap.servers": s.kafka_bootstrap_servers}
     minutes = MinuteJob(
         table(READINGS_1M_REVISIONS),
-        bootstrap=s.kafka_bootstrap_servers,
-        group=f"{s.consumer_group_prefix}.readings_1m",
+        consumer_config={**kafka, "group.id": f"{s.consumer_group_prefix}.readings_1m"},
+        producer=Producer({**kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 20}),
+        ranges=SensorRanges(
+            lambda: read_partitions(
+                s.kafka_bootstrap_servers, s.kafka_topic_sensors, group=READBACK_GROUP
+            ),
+            s.kafka_topic_sensors,
+        ),
         readings_topic=s.kafka_topic_readings,
-        sensors_topic=s.kafka_topic_sensors,
         out_topic=s.kafka_topic_1m,
-        lateness_s=s.window_lateness_seconds,
-        commit_s=s.window_commit_seconds,
-        idle_s=s.window_idle_seconds,
+        policy=WindowPolicy(
+            lateness_s=s.window_lateness_seconds,
+            commit_s=s.window_commit_seconds,
+            idle_s=s.window_idle_seconds,
+        ),
         bounds=s.time_bounds(),
         max_payload_bytes=s.max_payload_bytes,
     )
@@ -156,7 +176,7 @@ def build_jobs(s: StreamSettings) -> Jobs:
     catalog = sql_catalog(s, wait_for=tables_ready)
     maintenance = Maintenance(
         [table(spec) for spec in (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS)],
-        sql=catalog.execute if catalog is not None else None,
+        sql=catalog.execute,
         policy=MaintenancePolicy(
             interval_s=s.maintenance_interval_seconds,
             target_rows=s.compact_target_rows,
@@ -206,6 +226,21 @@ class ThreadedJobs(Service):
 
 
 JOBS = build_jobs(settings)
+DIRECTORY = SensorDirectory()
+WATCH = DeadLetterWatch(settings.dead_letter_alert_per_minute)
+register(
+    app,
+    sensors_topic=settings.kafka_topic_sensors,
+    dlq_topic=settings.kafka_topic_dlq,
+    directory=DIRECTORY,
+    load_sensors=lambda: (
+        (r.partition, r.offset, r.key, r.value)
+        for r in read_all(
+            settings.kafka_bootstrap_servers, settings.kafka_topic_sensors, group=READBACK_GROUP
+        )
+    ),
+    watch=WATCH,
+)
 
 
 @app.service
@@ -214,24 +249,22 @@ class ArchiveJobs(ThreadedJobs):
         jobs: list[tuple[str, Job]] = [("migration", JOBS.migration)]
         jobs += [(a.spec.name, a) for a in JOBS.archivers]
         jobs.append(("readings-1m", JOBS.minutes))
-        if JOBS.catalog is not None:
-            jobs.append(("sql-views", JOBS.catalog))
+        jobs.append(("sql-views", JOBS.catalog))
         jobs.append(("maintenance", JOBS.maintenance))
         super().__init__(jobs, **kwargs)
 
 
 @app.page("/health")
 async def health(web: Any, request: Any) -> Any:
-    catalog = JOBS.catalog
     return web.json(
         {
             "healthy": True,
             "migration": JOBS.migration.status,
             "archive": {a.spec.name: a.stats.as_dict() for a in JOBS.archivers},
-            "sql_views": "off"
-            if catalog is None
-            else ("ready" if catalog.ready.is_set() else "waiting"),
+            "sql_views": JOBS.catalog.status,
             "maintenance": JOBS.maintenance.stats,
             "readings_1m": JOBS.minutes.stats,
+            "sensors": DIRECTORY.summary(),
+            "dead_letters": WATCH.summary(),
         }
     )

@@ -1,6 +1,6 @@
 """Archive a Kafka topic into an Iceberg table, exactly once.
 
-How exactly-once holds through a crash at any moment (stream_jobs.iceberg):
+How exactly-once holds through a crash at any moment (stream_jobs.checkpoint):
 * Records are buffered per Kafka partition; every ROTATE_SECONDS (or ROTATE_ROWS)
   the buffers become Parquet files, one per day, and one commit adds them to the
   table together with the next offset of each partition they cover.
@@ -27,8 +27,9 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
 
 from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
-from stream_jobs.iceberg import IcebergTable, offset_properties
-from stream_jobs.tables import Record, Source
+from stream_jobs.checkpoint import Checkpoint
+from stream_jobs.iceberg import IcebergTable
+from stream_jobs.records import Builder, Record, Source
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ class TopicArchiver:
         table: IcebergTable,
         topic: str,
         *,
+        build: Builder,
         consumer_config: Mapping[str, object],
         rotate_rows: int,
         rotate_seconds: float,
@@ -81,10 +83,14 @@ class TopicArchiver:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.table, self.spec, self.topic = table, table.spec, topic
+        self.build = build  # records -> rows (stream_jobs.records)
         # How records are judged (the contract's bounds and size limit), and where
         # the ones it rejects go.
         self.source = Source(topic, bounds, max_payload_bytes)
         self.rejected = rejected
+        # The tables are the checkpoints: raw.rejected keeps its own offsets of this topic.
+        self.checkpoint = Checkpoint(table, topic)
+        self.rejected_checkpoint = Checkpoint(rejected, topic) if rejected else None
         self.rotate_rows, self.rotate_seconds = rotate_rows, rotate_seconds
         self.clock = clock
         self.recovered = threading.Event()  # set once its partitions are assigned and recovered
@@ -106,8 +112,8 @@ class TopicArchiver:
 
     def recover(self) -> dict[int, int]:
         """The offsets the tables hold (re-read from the metastore)."""
-        committed = self.table.offsets(self.topic)
-        self._rejected_from = self.rejected.offsets(self.topic) if self.rejected else {}
+        committed = self.checkpoint.offsets()
+        self._rejected_from = self.rejected_checkpoint.offsets() if self.rejected_checkpoint else {}
         return committed
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
@@ -143,21 +149,19 @@ class TopicArchiver:
         if not records:
             return
         next_offsets = {p: recs[-1].offset + 1 for p, recs in buffers.items() if recs}
-        offsets = offset_properties(self.topic, next_offsets)
-        assert self.spec.build is not None, f"{self.spec.name} is not built from records"
-        built = self.spec.build(records, self.source)
+        built = self.build(records, self.source)
         dead = 0
-        if self.rejected is not None and built.rejected is not None:
+        if self.rejected_checkpoint is not None and built.rejected is not None:
             dead = built.rejected.num_rows
             new = since(built.rejected, self._rejected_from)
             # Committed first, so that it never lags the readings' offsets.
-            files = self.rejected.write(new) if new.num_rows else []
+            files = self.rejected_checkpoint.table.write(new) if new.num_rows else []
             if files:
-                self.rejected.commit(files, offsets, stop=self._stop)
+                self.rejected_checkpoint.commit(files, next_offsets, stop=self._stop)
                 self._rejected_from.update(next_offsets)
             self.stats.files += len(files)
         files = self.table.write(built.rows)
-        self.table.commit(files, offsets, stop=self._stop)
+        self.checkpoint.commit(files, next_offsets, stop=self._stop)
         self._next.update(next_offsets)
         if dead:
             log.warning(

@@ -150,6 +150,10 @@ class SqlCatalog:
         self.wait_for = wait_for  # the tables exist (their writers created them)
         self.ready = threading.Event()
 
+    @property
+    def status(self) -> str:
+        return "ready" if self.ready.is_set() else "waiting"
+
     def execute(self, sql: str) -> list[list[object]]:
         conn = trino.dbapi.connect(
             host=self.host,
@@ -222,12 +226,26 @@ class SqlCatalog:
                 stop.wait(retry_s)
 
 
+class NoSqlCatalog:
+    """SQL off (TRINO_HOST empty): no views, and nothing run through Trino (snapshot
+    expiry and orphan removal wait for a Trino)."""
+
+    status = "off"
+
+    def execute(self, sql: str) -> list[list[object]]:
+        log.debug("SQL off: not run: %s", sql)
+        return []
+
+    def run(self, stop: threading.Event) -> None:
+        return
+
+
 def sql_catalog(
     s: StreamSettings, wait_for: Callable[[], bool] = lambda: True
-) -> SqlCatalog | None:
-    """The SQL catalog the settings describe, or None when TRINO_HOST is empty."""
+) -> SqlCatalog | NoSqlCatalog:
+    """The SQL catalog the settings describe; one that does nothing when TRINO_HOST is empty."""
     if not s.trino_host:
-        return None
+        return NoSqlCatalog()
     return SqlCatalog(
         s.trino_host,
         s.trino_port,

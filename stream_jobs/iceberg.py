@@ -173,7 +173,7 @@ def iceberg_schema(spec: TableSpec) -> Schema:
                 name=f.name,
                 field_type=iceberg_type(f.type),
                 required=False,
-                doc=spec.comments.get(f.name),
+                doc=spec.doc(f.name),
             )
             for n, f in enumerate(spec.table_schema, start=1)
         )

@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 from hive_metastore.ttypes import NoSuchObjectException
 
 from iot_common.crashpoints import crash_point
+from stream_jobs.checkpoint import new_state_path, state_key
 from stream_jobs.errors import StreamJobError
 from stream_jobs.iceberg import (
     OFFSET_PREFIX,
@@ -73,7 +74,6 @@ from stream_jobs.iceberg import (
 from stream_jobs.lake import Lake
 from stream_jobs.maintenance import conform
 from stream_jobs.parquet import parquet_bytes
-from stream_jobs.resample import state_key
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
 
@@ -138,8 +138,8 @@ def day_of_folder(folder: str, column: str) -> date | None:
 def legacy_rows(parts: Sequence[pa.Table], spec: TableSpec, day: date | None) -> pa.Table:
     """The rows of the files of one day folder as the table has them: its current
     columns (those a file lacks: null), then the date column from the folder name."""
-    tables = [conform(p, spec.schema) for p in parts]
-    rows = pa.concat_tables(tables) if tables else spec.schema.empty_table()
+    tables = [conform(p, spec.columns) for p in parts]
+    rows = pa.concat_tables(tables) if tables else spec.columns.empty_table()
     if spec.partition_column is None:
         return rows
     return rows.append_column(
@@ -442,7 +442,7 @@ def _migrate_table(
                     f"the 1-minute job's legacy checkpoint of {c.topic} partition "
                     f"{c.partition} holds no windows"
                 )
-            state = f"_state/{plan.spec.name}/{c.topic}+{c.partition}/{uuid.uuid4().hex}.json"
+            state = new_state_path(plan.spec.name, c.topic, c.partition)
             doc = {
                 "topic": c.topic,
                 "partition": c.partition,

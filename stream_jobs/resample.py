@@ -39,8 +39,10 @@ import logging
 import math
 import threading
 import time
-import uuid
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Protocol
 
 import orjson
 import pyarrow as pa
@@ -50,25 +52,20 @@ from confluent_kafka import (
     Consumer,
     KafkaError,
     KafkaException,
-    Producer,
     TopicPartition,
 )
 from pyiceberg.expressions import And
 
-from iot_common.contract import (
-    DEFAULT_BOUNDS,
-    DEFAULT_MAX_PAYLOAD_BYTES,
-    TimeBounds,
-    parse_reading,
-)
+from iot_common.contract import TimeBounds, parse_reading
 from iot_common.crashpoints import crash_point
 from iot_common.errors import InvalidReading
-from iot_common.kafka_io import ensure_topics, read_partitions
+from iot_common.kafka_io import ensure_topics
 from iot_common.topics import readings_1m_spec
 from stream_jobs.archive import SESSION_TIMEOUT_MS
-from stream_jobs.errors import LakeError
-from stream_jobs.iceberg import IcebergTable, committed_offsets, equal, offset_key
-from stream_jobs.tables import READINGS_1M_REVISIONS, TS, received_us_of
+from stream_jobs.checkpoint import Checkpoint
+from stream_jobs.iceberg import IcebergTable, equal
+from stream_jobs.records import received_us_of
+from stream_jobs.tables import READINGS_1M_REVISIONS, TS
 from stream_jobs.windows import MINUTE_US, Agg, Emit, Key, MinuteWindows
 
 log = logging.getLogger(__name__)
@@ -78,13 +75,7 @@ SPEC = READINGS_1M_REVISIONS
 HeaderValue = str | bytes | None
 KafkaHeaders = list[tuple[str, HeaderValue]] | dict[str, HeaderValue] | None
 LOGGED_ERRORS = 10  # record failures logged in full; then one a minute
-STATE_PREFIX = "iot.state."  # table property: iot.state.<topic>.<partition> = state file
 IDLE_COMMIT_S = 60.0  # a checkpoint with nothing to emit commits at most this often
-READBACK_GROUP = "iot-stream-jobs-readback"  # reads the sensor list; commits nothing
-
-
-def state_key(topic: str, partition: int) -> str:
-    return f"{STATE_PREFIX}{topic}.{partition}"
 
 
 def record_received_us(headers: KafkaHeaders, timestamp_ms: int) -> int:
@@ -163,10 +154,13 @@ def range_of(value: bytes) -> tuple[float, float] | None:
 
 
 class SensorRanges:
-    """Valid range of each sensor, from the compacted topic iot.sensors."""
+    """Valid range of each sensor, from the compacted topic iot.sensors, which
+    `read` yields whole as (key, value) pairs (stream_jobs.app: read_partitions)."""
 
-    def __init__(self, bootstrap: str, topic: str) -> None:
-        self.bootstrap, self.topic = bootstrap, topic
+    def __init__(
+        self, read: Callable[[], Iterable[tuple[bytes | None, bytes | None]]], topic: str
+    ) -> None:
+        self.read, self.topic = read, topic
         self.ranges: dict[str, tuple[float, float]] = {}
         self.refreshed = 0.0
         self._warned: set[bytes] = set()  # keys already logged as unusable
@@ -177,7 +171,7 @@ class SensorRanges:
         numbers) is skipped, logged once per key: its sensor has no known range.
         Only Kafka failing raises."""
         entries: dict[bytes, bytes | None] = {}
-        for key, value in read_partitions(self.bootstrap, self.topic, group=READBACK_GROUP):
+        for key, value in self.read():
             if key is not None:
                 entries[key] = value
         ranges = {}
@@ -210,50 +204,60 @@ class SensorRanges:
         return bounds is None or bounds[0] <= value <= bounds[1]
 
 
+class Producer(Protocol):
+    """What the job needs of a Kafka producer (confluent_kafka.Producer)."""
+
+    def produce(self, topic: str, *, key: bytes, value: bytes) -> None: ...
+    def flush(self, timeout: float) -> int: ...
+
+
+@dataclass(frozen=True)
+class WindowPolicy:
+    """When windows close and how often the job checkpoints (docs/resampling.md)."""
+
+    lateness_s: float  # a window closes this long after its end, in event time
+    commit_s: float  # emissions and checkpoints every this often
+    idle_s: float  # a partition silent this long follows the wall clock
+
+
 class MinuteJob:
+    """The job: receives its table, its Kafka clients' configuration and producer,
+    and the sensor ranges, so that it runs without Kafka in the unit tests."""
+
     def __init__(
         self,
         table: IcebergTable,
         *,
-        bootstrap: str,
-        group: str,
+        consumer_config: Mapping[str, object],
+        producer: Producer,
+        ranges: SensorRanges,
         readings_topic: str,
-        sensors_topic: str,
         out_topic: str,
-        lateness_s: float,
-        commit_s: float,
-        idle_s: float,
-        bounds: TimeBounds = DEFAULT_BOUNDS,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        policy: WindowPolicy,
+        bounds: TimeBounds,
+        max_payload_bytes: int,
     ) -> None:
-        self.table, self.lake, self.bootstrap = table, table.lake, bootstrap
+        self.table, self.lake = table, table.lake
         self.readings_topic, self.out_topic = readings_topic, out_topic
-        self.lateness_us = int(lateness_s * 1e6)
-        self.commit_s, self.idle_s = commit_s, idle_s
+        self.lateness_us = int(policy.lateness_s * 1e6)
+        self.commit_s, self.idle_s = policy.commit_s, policy.idle_s
         self.bounds = bounds  # the contract's event-time bounds (settings.time_bounds())
         self.max_payload_bytes = max_payload_bytes  # the contract's size limit, as the bridge's
-        self.ranges = SensorRanges(bootstrap, sensors_topic)
+        self.ranges = ranges
+        # Offsets live in the table (its commits), never in the consumer group.
         self._consumer_config = {
-            "bootstrap.servers": bootstrap,
-            "group.id": group,
+            **consumer_config,
             "enable.auto.commit": False,
             "auto.offset.reset": "earliest",
             "session.timeout.ms": SESSION_TIMEOUT_MS,
         }
-        self._producer = Producer(
-            {
-                "bootstrap.servers": bootstrap,
-                "enable.idempotence": True,
-                "acks": "all",
-                "linger.ms": 20,
-            }
-        )
+        self._producer = producer
         self.windows: dict[int, MinuteWindows] = {}
         self._next: dict[int, int] = {}  # next input offset to apply, per partition
         self._first: dict[int, int] = {}  # first input offset since the last checkpoint
         self._pending: dict[int, list[Emit]] = {}
         self._last_seen: dict[int, float] = {}
-        self._state_file: dict[int, str] = {}  # the state file the table names, per partition
+        self.checkpoints = Checkpoint(table, readings_topic)  # offsets and state, in the table
         self._last_commit: dict[int, float] = {}
         self.recovered = threading.Event()
         self.stats = {
@@ -294,30 +298,18 @@ class MinuteJob:
 
     # checkpoints -------------------------------------------------------------------
 
-    def _state_dir(self, partition: int) -> str:
-        return self.lake.path("_state", SPEC.name, f"{self.readings_topic}+{partition}")
-
-    def recover(self, partition: int, properties: dict[str, str]) -> int | None:
-        """Windows and next offset as the table's last commit left them; state files
-        of commits that did not land are deleted."""
+    def recover(self, partition: int, properties: Mapping[str, str]) -> int | None:
+        """Windows and next offset as the table's last commit left them (state files
+        of commits that did not land are deleted by the checkpoint)."""
         windows = MinuteWindows(self.lateness_us, load_closed=self.load_closed)
         self.windows[partition] = windows
         self._last_seen[partition] = time.monotonic()  # not idle before reading anything
         self._last_commit[partition] = time.monotonic()
-        state = properties.get(state_key(self.readings_topic, partition))
-        for path in self.lake.list_files(self._state_dir(partition)):
-            if state is None or not path.endswith("/" + state.rsplit("/", 1)[-1]):
-                self.lake.delete(path)
-        next_offset = committed_offsets(properties, self.readings_topic).get(partition)
-        if state is None:
-            return next_offset
-        doc = self.lake.read_json(self.lake.path(state))
-        if doc is None:
-            raise LakeError(f"{self.table.ident}: its state file {state} is missing from the lake")
-        self._state_file[partition] = state
-        # A checkpoint of the former event-time clock: capped like a receive time.
-        windows.restore(doc["windows"], clock_cap_us=self._max_clock_us())
-        return next_offset
+        recovered = self.checkpoints.recover(partition, properties)
+        if recovered.state is not None:
+            # A checkpoint of the former event-time clock: capped like a receive time.
+            windows.restore(recovered.state["windows"], clock_cap_us=self._max_clock_us())
+        return recovered.next_offset
 
     def _max_clock_us(self) -> int:
         """No receive time counts beyond this: a forged one cannot drag the clock."""
@@ -354,21 +346,9 @@ class MinuteJob:
             "next_offset": last + 1,
             "windows": self.windows[partition].snapshot(),
         }
-        state = f"_state/{SPEC.name}/{self.readings_topic}+{partition}/{uuid.uuid4().hex}.json"
-        self.lake.write_json(self.lake.path(state), doc)
         files = self.table.write(emits_table(emits, now_us)) if emits else []
-        self.table.commit(
-            files,
-            {
-                offset_key(self.readings_topic, partition): str(last + 1),
-                state_key(self.readings_topic, partition): state,
-            },
-        )
-        old = self._state_file.get(partition)
-        self._state_file[partition] = state
+        self.checkpoints.commit(files, {partition: last + 1}, states={partition: doc})
         self._last_commit[partition] = time.monotonic()
-        if old is not None:
-            self.lake.delete(self.lake.path(old))
         self.stats["checkpoints"] += 1
 
     # the loop ----------------------------------------------------------------------
@@ -394,7 +374,7 @@ class MinuteJob:
             self.windows.pop(tp.partition, None)
             self._next.pop(tp.partition, None)
             self._last_seen.pop(tp.partition, None)
-            self._state_file.pop(tp.partition, None)
+            self.checkpoints.forget(tp.partition)
         consumer.unassign()
 
     def apply(
@@ -473,7 +453,8 @@ class MinuteJob:
     def run(self, stop: threading.Event) -> None:
         if not self.table.wait_ready(stop):
             return
-        ensure_topics(self.bootstrap, [readings_1m_spec(self.out_topic)])
+        bootstrap = str(self._consumer_config["bootstrap.servers"])
+        ensure_topics(bootstrap, [readings_1m_spec(self.out_topic)])
         self.ranges.refresh()
         consumer = Consumer(self._consumer_config)
         consumer.subscribe(

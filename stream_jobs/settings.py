@@ -63,6 +63,10 @@ class StreamSettings(ContractSettings, KafkaSettings):
     snapshot_retention_seconds: int = Field(default=3600, ge=60)
     orphan_retention_seconds: int = Field(default=3600, ge=60)
 
+    # The dead-letter watch (a Faust agent) logs a warning when one reason code
+    # reaches this many dead letters in a minute.
+    dead_letter_alert_per_minute: int = Field(default=100, ge=1)
+
     web_port: int = 6066
     datadir: str = "data/stream_jobs"
 

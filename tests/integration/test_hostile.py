@@ -4,7 +4,7 @@ is a dead letter with its reason, the other sensors' 1-minute windows are
 emitted once each and exact, and no service restarts."""
 
 import time
-from collections import defaultdict
+from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -203,3 +203,10 @@ def _run(pipe: Pipeline, settings: BridgeSettings) -> None:
     assert jobs["archive"]["readings"]["rejected"] == len(hostile_direct)
     assert jobs["readings_1m"]["skipped_invalid"] == len(hostile_direct)
     assert jobs["readings_1m"]["errors"] == 0
+    # The stream jobs' Faust agents: the dead-letter watch counted the bridge's dead
+    # letters by reason code, and the sensor directory holds the published list.
+    codes = dict(Counter(hostile_mqtt.values()))
+    wait_for(lambda: pipe.health()["dead_letters"]["total"] == codes, 30, "the dead-letter watch")
+    sensors = pipe.health()["sensors"]
+    assert sensors["known"] >= len(GOOD) + 2  # the odd keys too (their ranges are not used)
+    assert sensors["skipped"] == 1  # the entry that is not JSON, counted, not fatal

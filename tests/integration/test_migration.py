@@ -18,17 +18,16 @@ import pytest
 
 from iot_common.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
 from local.services import ROOT
+from stream_jobs.checkpoint import state_key
 from stream_jobs.iceberg import IcebergTable, committed_offsets, connect
 from stream_jobs.lake import Lake
 from stream_jobs.migrate import MIGRATED, _hms_table, _is_iceberg, migrate
 from stream_jobs.parquet import parquet_bytes
-from stream_jobs.resample import state_key
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import (
     READINGS,
     READINGS_1M_REVISIONS,
     REJECTED,
-    REJECTED_SCHEMA,
     SENSORS,
     TABLES,
     TS,
@@ -80,7 +79,7 @@ def dead_letters(topic, offsets, day, old=False):
             "payload_size": pa.array([2] * n, pa.int64()),
             "payload_sha256": ["0" * 64] * n,
         },
-        schema=REJECTED_SCHEMA,
+        schema=REJECTED.columns,
     )
     # Written before the last three columns existed.
     return t.select(t.column_names[:8]) if old else t

@@ -10,7 +10,8 @@ from iot_data_generator.readings import reading_payload
 from stream_jobs.archive import TopicArchiver, since
 from stream_jobs.iceberg import offset_properties
 from stream_jobs.lake import Lake
-from stream_jobs.tables import READINGS, REJECTED, SENSORS, Record, Source, build_readings
+from stream_jobs.records import Record, Source, build_readings, build_rejected, build_sensors
+from stream_jobs.tables import READINGS, REJECTED, SENSORS
 from tests.unit.test_iceberg import CommitFailed, FakeIcebergTable
 
 TOPIC = "iot.readings"
@@ -59,6 +60,7 @@ def started(tables, clock=lambda: 0.0):
     return TopicArchiver(
         readings,
         TOPIC,
+        build=build_readings,
         consumer_config={},
         rotate_rows=1000,
         rotate_seconds=5,
@@ -133,16 +135,16 @@ def test_event_time_is_judged_against_the_receive_time_and_the_bounds():
 
 
 def test_an_unforeseen_failure_costs_one_record_not_the_archive(monkeypatch):
-    from stream_jobs import tables
+    from stream_jobs import records
 
-    real = tables._build_readings
+    real = records._build_readings
 
     def fragile(records, source):
         if any(rec.offset == 1 for rec in records):
             raise RuntimeError("boom")
         return real(records, source)
 
-    monkeypatch.setattr(tables, "_build_readings", fragile)
+    monkeypatch.setattr(records, "_build_readings", fragile)
     built = build_readings([reading(0), reading(1), reading(2)])
     assert built.rows.column("kafka_offset").to_pylist() == [0, 2]
     (row,) = built.rejected.to_pylist()
@@ -153,7 +155,7 @@ def test_an_unforeseen_failure_costs_one_record_not_the_archive(monkeypatch):
 
 
 def test_receive_times_outside_the_calendar_do_not_raise():
-    from stream_jobs.tables import MAX_US, MIN_US, build_rejected, build_sensors
+    from stream_jobs.records import MAX_US, MIN_US, build_rejected, build_sensors
 
     for ts_ms in (-(2**62), -1, 2**62):
         rec = Record(0, 0, ts_ms, b"\xff", b"\xfe", {"received_at": b"\xff", "reason": None})
@@ -294,7 +296,7 @@ def test_sensor_versions_and_tombstones():
         ),
         Record(0, 1, 1_795_564_801_000, b"Sensor 1", None, {}),
     ]
-    rows = SENSORS.build(records, Source("iot.sensors")).rows.to_pylist()
+    rows = build_sensors(records, Source("iot.sensors")).rows.to_pylist()
     assert rows[0]["description"] == "Main Entrance" and rows[0]["range_max"] == 45
     assert rows[0]["seen_at"].isoformat() == "2026-11-25T00:00:00"
     assert rows[1]["deleted"] is True and rows[1]["payload"] is None
@@ -309,7 +311,7 @@ def test_rejected_rows_keep_bytes_and_reason():
         b"\xff oops",
         {"reason": b"not_json: unexpected character", "mqtt_topic": b"sensors"},
     )
-    row = REJECTED.build([rec], Source("iot.readings.dlq")).rows.to_pylist()[0]
+    row = build_rejected([rec], Source("iot.readings.dlq")).rows.to_pylist()[0]
     assert row["payload"] == b"\xff oops"
     assert row["reason_code"] == "not_json"
     assert row["payload_text"].endswith(" oops")
@@ -317,7 +319,7 @@ def test_rejected_rows_keep_bytes_and_reason():
 
 
 def test_a_dead_letter_keeps_a_bounded_prefix_of_a_huge_payload():
-    from stream_jobs.tables import MAX_REJECTED_PAYLOAD_BYTES
+    from stream_jobs.records import MAX_REJECTED_PAYLOAD_BYTES
 
     huge = b"x" * (MAX_REJECTED_PAYLOAD_BYTES * 3)
     row = build_readings([foreign(0, huge)]).rejected.to_pylist()[0]
@@ -326,7 +328,7 @@ def test_a_dead_letter_keeps_a_bounded_prefix_of_a_huge_payload():
 
 
 def test_vectorised_and_row_by_row_parsing_agree():
-    from stream_jobs.tables import _judge, _parse_fast, _received_us
+    from stream_jobs.records import _judge, _parse_fast, _received_us
 
     values = [
         b'{"id": "Sensor 1", "dt": "2026-11-25T17:21:44.123456", "value": 17}',
@@ -365,7 +367,7 @@ def test_vectorised_and_row_by_row_parsing_agree():
     ],
 )
 def test_what_the_fast_path_cannot_judge_goes_to_the_contract(payload):
-    from stream_jobs.tables import _judge, _parse_fast, _received_us
+    from stream_jobs.records import _judge, _parse_fast, _received_us
 
     rec = Record(0, 0, 1_795_651_200_000, None, payload, {})
     source = Source("iot.readings")
@@ -460,7 +462,12 @@ def test_the_dlq_and_the_readings_topic_share_raw_rejected_with_their_own_offset
     a.add([foreign(0), reading(1)])
     a.flush()
     dlq = TopicArchiver(
-        rejected, "iot.readings.dlq", consumer_config={}, rotate_rows=10, rotate_seconds=5
+        rejected,
+        "iot.readings.dlq",
+        build=build_rejected,
+        consumer_config={},
+        rotate_rows=10,
+        rotate_seconds=5,
     )
     tp = TopicPartition("iot.readings.dlq", 0)
     dlq._on_assign(FakeConsumer(), [tp])
@@ -477,7 +484,14 @@ def test_the_dlq_and_the_readings_topic_share_raw_rejected_with_their_own_offset
 
 def test_a_table_without_dead_letters_archives_alone(tmp_path):
     sensors = FakeIcebergTable(SENSORS, Lake(str(tmp_path)))
-    a = TopicArchiver(sensors, "iot.sensors", consumer_config={}, rotate_rows=10, rotate_seconds=5)
+    a = TopicArchiver(
+        sensors,
+        "iot.sensors",
+        build=build_sensors,
+        consumer_config={},
+        rotate_rows=10,
+        rotate_seconds=5,
+    )
     a.add([Record(0, 0, 1_795_564_800_000, b"Sensor 1", b'{"range": [0, 45]}', {})])
     a.add([Record(0, 1, 1_795_564_801_000, b"Sensor 1", None, {})])
     a.flush()
@@ -520,7 +534,7 @@ def test_since_keeps_exactly_the_rows_at_or_past_their_partitions_floor(rows, fl
 def test_hostile_size_and_hash_headers_fall_back_to_the_payloads_own(size, sha):
     import hashlib
 
-    from stream_jobs.tables import Record, build_rejected
+    from stream_jobs.records import Record, build_rejected
 
     headers = {"reason": b"not_json: x"}
     if size is not None:
@@ -533,7 +547,7 @@ def test_hostile_size_and_hash_headers_fall_back_to_the_payloads_own(size, sha):
 
 
 def test_the_bridges_size_and_hash_headers_are_kept_for_a_cut_payload():
-    from stream_jobs.tables import Record, build_rejected
+    from stream_jobs.records import Record, build_rejected
 
     sha = b"0" * 64
     headers = {"reason": b"oversized: x", "payload_size": b"2000000", "payload_sha256": sha}

@@ -131,7 +131,8 @@ def test_a_user_error_on_the_kafka_catalog_costs_the_live_view_only():
 
 
 def test_settings_name_the_catalog_and_schemas_or_turn_it_off():
-    assert sql_catalog(StreamSettings(_env_file=None, trino_host="")) is None
+    off = sql_catalog(StreamSettings(_env_file=None, trino_host=""))
+    assert off.status == "off" and off.execute("DROP TABLE x") == []
     s = StreamSettings(
         _env_file=None,
         trino_host="trino",

@@ -50,6 +50,7 @@ from stream_jobs.iceberg import (
     split_by_day,
 )
 from stream_jobs.lake import Lake
+from stream_jobs.records import Record, build_readings
 from stream_jobs.tables import (
     READINGS,
     READINGS_1M_REVISIONS,
@@ -57,9 +58,7 @@ from stream_jobs.tables import (
     SENSORS,
     TABLES,
     TS,
-    Record,
     TableSpec,
-    build_readings,
 )
 
 SETTINGS = settings(max_examples=200, deadline=None, database=None)
@@ -315,7 +314,7 @@ def test_the_iceberg_schema_has_every_column_with_its_comment(spec):
     assert [f.field_id for f in schema.fields] == list(range(1, len(spec.table_schema) + 1))
     for field, arrow in zip(schema.fields, spec.table_schema, strict=True):
         assert field.field_type == ARROW_TO_ICEBERG[arrow.type]
-        assert field.doc == spec.comments.get(arrow.name)
+        assert field.doc == spec.doc(arrow.name)
         assert field.doc  # every column explains itself in Trino and DBeaver
         assert not field.required  # a column added later reads as null in older files
 
@@ -330,7 +329,7 @@ def test_the_rejected_table_keeps_its_late_columns_before_the_date():
     names = [f.name for f in iceberg_schema(REJECTED).fields]
     assert names.index("kafka_offset") < names.index("kafka_topic") < names.index("payload_size")
     assert names[-1] == "received_date"
-    comment = REJECTED.comments["reason_code"]
+    comment = REJECTED.doc("reason_code")
     for code in ("dt_too_old", "dt_in_future", "internal_error", "kafka_rejected"):
         assert code in comment
 

@@ -11,7 +11,8 @@ import pytest
 from confluent_kafka import TopicPartition
 
 import stream_jobs.resample as resample
-from iot_common.contract import TimeBounds
+from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
+from stream_jobs.checkpoint import state_key
 from stream_jobs.errors import LakeError
 from stream_jobs.iceberg import offset_key
 from stream_jobs.lake import Lake
@@ -19,9 +20,9 @@ from stream_jobs.resample import (
     IDLE_COMMIT_S,
     MinuteJob,
     SensorRanges,
+    WindowPolicy,
     range_of,
     record_received_us,
-    state_key,
 )
 from stream_jobs.tables import READINGS_1M_REVISIONS
 from stream_jobs.windows import MINUTE_US
@@ -31,25 +32,21 @@ S = 1_000_000
 
 
 class FakeProducer:
-    def __init__(self, _config):
+    def __init__(self):
         self.produced: list[tuple[str, bytes, bytes]] = []
 
-    def produce(self, topic, key, value):
+    def produce(self, topic, *, key, value):
         self.produced.append((topic, key, value))
 
     def flush(self, _timeout):
         return 0  # all confirmed
 
 
-@pytest.fixture
-def sensors_topic(monkeypatch):
-    """What iot.sensors holds (key, value), read by SensorRanges.refresh."""
-    entries: list[tuple[bytes | None, bytes | None]] = [
-        (b"Sensor 1", orjson.dumps({"range": [0, 45]})),
-        (b"Sensor 2", orjson.dumps({"range": [0, 45]})),
-    ]
-    monkeypatch.setattr(resample, "read_partitions", lambda *_a, **_k: iter(list(entries)))
-    return entries
+# What iot.sensors holds (key, value), read by SensorRanges.refresh.
+SENSORS: list[tuple[bytes | None, bytes | None]] = [
+    (b"Sensor 1", orjson.dumps({"range": [0, 45]})),
+    (b"Sensor 2", orjson.dumps({"range": [0, 45]})),
+]
 
 
 @pytest.fixture
@@ -70,21 +67,18 @@ class FakeConsumer:
         self.assigned = list(partitions)
 
 
-def job_on(table, monkeypatch, **kwargs):
+def job_on(table, **kwargs):
     """A (re)started job, assigned partition 0 of the readings topic as the consumer
     group would: recovered from what the table's last commit names."""
-    monkeypatch.setattr(resample, "Producer", FakeProducer)
     job = MinuteJob(
         table,
-        bootstrap="127.0.0.1:1",
-        group="test",
+        consumer_config={"bootstrap.servers": "127.0.0.1:1", "group.id": "test"},
+        producer=FakeProducer(),
+        ranges=SensorRanges(lambda: iter(SENSORS), "iot.sensors"),
         readings_topic="iot.readings",
-        sensors_topic="iot.sensors",
         out_topic="iot.readings.1m",
-        lateness_s=5,
-        commit_s=2,
-        idle_s=5,
-        **kwargs,
+        policy=WindowPolicy(lateness_s=5, commit_s=2, idle_s=5),
+        **{"bounds": DEFAULT_BOUNDS, "max_payload_bytes": DEFAULT_MAX_PAYLOAD_BYTES, **kwargs},
     )
     job.ranges.refresh()
     job._on_assign(FakeConsumer(), [TopicPartition("iot.readings", 0)])
@@ -138,8 +132,8 @@ def test_received_time_comes_from_the_header_else_the_kafka_timestamp():
     assert record_received_us({"received_at": "2026-11-25T00:00:01"}, 5) == 1_795_564_801 * S
 
 
-def test_a_reading_dated_9999_is_skipped_and_moves_nothing(table, monkeypatch, sensors_topic):
-    job = job_on(table, monkeypatch)
+def test_a_reading_dated_9999_is_skipped_and_moves_nothing(table, monkeypatch):
+    job = job_on(table)
     t = recent_minute()
     good = [record("Sensor 1", t + i * S, 10.0, t + i * S + 3000) for i in range(30)]
     bad = record("Sensor 2", 253_370_764_800 * S, 1.0, t + 31 * S)  # dt_in_future
@@ -156,10 +150,8 @@ def ahead_of_now(us):
     return at, at - at % MINUTE_US
 
 
-def test_a_forged_receive_time_drags_the_clock_no_further_than_max_ahead(
-    table, monkeypatch, sensors_topic
-):
-    job = job_on(table, monkeypatch)
+def test_a_forged_receive_time_drags_the_clock_no_further_than_max_ahead(table, monkeypatch):
+    job = job_on(table)
     # a reading dated 6 minutes ahead: its window closes beyond now + max-ahead (5 min)
     at, start = ahead_of_now(6 * MINUTE_US)
     feed(job, [record("Sensor 1", at, 10.0, at)])
@@ -169,10 +161,8 @@ def test_a_forged_receive_time_drags_the_clock_no_further_than_max_ahead(
     assert ("Sensor 1", start) in job.windows[0].open
 
 
-def test_a_record_that_fails_is_counted_logged_and_skipped(
-    table, monkeypatch, sensors_topic, caplog
-):
-    job = job_on(table, monkeypatch)
+def test_a_record_that_fails_is_counted_logged_and_skipped(table, monkeypatch, caplog):
+    job = job_on(table)
     t = recent_minute()
     real = job.ranges.in_range
 
@@ -198,9 +188,9 @@ def test_a_record_that_fails_is_counted_logged_and_skipped(
 
 
 def test_late_readings_are_one_revision_per_checkpoint_and_survive_a_crash(
-    table, monkeypatch, sensors_topic, crashes
+    table, monkeypatch, crashes
 ):
-    job = job_on(table, monkeypatch)
+    job = job_on(table)
     t = recent_minute()
     on_time = [record("Sensor 1", t + i * S, float(i % 40), t + i * S + 3000) for i in range(70)]
     n = feed(job, on_time)  # minute 0 closes at t + 65 s
@@ -215,7 +205,7 @@ def test_late_readings_are_one_revision_per_checkpoint_and_survive_a_crash(
     assert job.stats["late"] == 30
     # crash before the checkpoint: a new job resumes from the last one and replays;
     # the window closed before comes back from the table (load_closed)
-    job = job_on(table, monkeypatch)
+    job = job_on(table)
     assert job._next == {0: n}
     feed(job, late, n)
     crashes.clear()
@@ -235,10 +225,8 @@ def test_late_readings_are_one_revision_per_checkpoint_and_survive_a_crash(
     assert crashes == [] and len(table.commits) == commits
 
 
-def test_a_checkpoint_commits_its_emissions_with_the_offset_and_the_state_file(
-    table, monkeypatch, sensors_topic
-):
-    job = job_on(table, monkeypatch)
+def test_a_checkpoint_commits_its_emissions_with_the_offset_and_the_state_file(table, monkeypatch):
+    job = job_on(table)
     t = recent_minute()
     n = feed(job, [record("Sensor 1", t + i * S, 2.0, t + i * S) for i in range(70)])
     job.checkpoint(0)
@@ -258,14 +246,14 @@ def test_a_checkpoint_commits_its_emissions_with_the_offset_and_the_state_file(
     assert orjson.loads(produced[2])["count"] == 60
 
 
-def test_a_checkpoint_with_nothing_to_emit_commits_once_a_minute(table, monkeypatch, sensors_topic):
-    job = job_on(table, monkeypatch)
+def test_a_checkpoint_with_nothing_to_emit_commits_once_a_minute(table, monkeypatch):
+    job = job_on(table)
     t = recent_minute()
     n = feed(job, [record("Sensor 1", t + i * S, 1.0, t + i * S) for i in range(30)])
     job.checkpoint(0)  # the minute is still open: nothing to emit
     assert table.commits == [] and state_files(table) == []
     # A restart now replays from the table's (older) checkpoint: the same windows.
-    again = job_on(table, monkeypatch)
+    again = job_on(table)
     assert again._next == {} and again.windows[0].open == {}
 
     job._last_commit[0] -= IDLE_COMMIT_S  # a minute without a commit
@@ -277,15 +265,15 @@ def test_a_checkpoint_with_nothing_to_emit_commits_once_a_minute(table, monkeypa
     assert len(table.commits) == 1
 
     # The windows come back from the state file the table names.
-    restarted = job_on(table, monkeypatch)
+    restarted = job_on(table)
     assert restarted._next == {0: n}
     (agg,) = restarted.windows[0].open.values()
     assert (agg.count, agg.sum) == (30, 30.0)
     assert restarted.windows[0].clock_us == job.windows[0].clock_us
 
 
-def test_state_files_of_commits_that_did_not_land_are_never_read(table, monkeypatch, sensors_topic):
-    job = job_on(table, monkeypatch)
+def test_state_files_of_commits_that_did_not_land_are_never_read(table, monkeypatch):
+    job = job_on(table)
     t = recent_minute()
     n = feed(job, [record("Sensor 1", t + i * S, 1.0, t + i * S) for i in range(10)])
     job._last_commit[0] -= IDLE_COMMIT_S
@@ -298,14 +286,14 @@ def test_state_files_of_commits_that_did_not_land_are_never_read(table, monkeypa
         job.checkpoint(0)
     assert len(state_files(table)) == 2  # written, never named by the table
 
-    restarted = job_on(table, monkeypatch)
+    restarted = job_on(table)
     assert state_files(table) == [table.lake.path(good)]  # the other one is deleted
     assert restarted._next == {0: n}
     (agg,) = restarted.windows[0].open.values()
     assert agg.count == 10
 
 
-def test_a_state_file_the_table_names_must_exist(table, monkeypatch, sensors_topic):
+def test_a_state_file_the_table_names_must_exist(table, monkeypatch):
     table.properties.update(
         {
             offset_key("iot.readings", 0): "7",
@@ -313,10 +301,10 @@ def test_a_state_file_the_table_names_must_exist(table, monkeypatch, sensors_top
         }
     )
     with pytest.raises(LakeError, match="missing from the lake"):
-        job_on(table, monkeypatch)
+        job_on(table)
 
 
-def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(table, monkeypatch, sensors_topic):
+def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(table, monkeypatch):
     old = {
         "topic": "iot.readings",
         "partition": 0,
@@ -328,7 +316,7 @@ def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(table, monkeypat
     table.properties.update(
         {offset_key("iot.readings", 0): "7", state_key("iot.readings", 0): state}
     )
-    job = job_on(table, monkeypatch)
+    job = job_on(table)
     assert job._next == {0: 7}
     assert job.windows[0].clock_us <= time.time_ns() // 1000 + 300 * S
     at, start = ahead_of_now(6 * MINUTE_US)
@@ -336,8 +324,8 @@ def test_an_old_checkpoint_with_a_dragged_clock_restores_capped(table, monkeypat
     assert job.windows[0].late == 0 and ("Sensor 1", start) in job.windows[0].open
 
 
-def test_the_job_takes_the_contracts_bounds(table, monkeypatch, sensors_topic):
-    job = job_on(table, monkeypatch, bounds=TimeBounds.of(datetime(2000, 1, 1), 3600))
+def test_the_job_takes_the_contracts_bounds(table, monkeypatch):
+    job = job_on(table, bounds=TimeBounds.of(datetime(2000, 1, 1), 3600))
     t = recent_minute()
     feed(job, [record("Sensor 1", t + 1800 * S, 1.0, t)])  # 30 min ahead: within an hour
     assert job.stats["readings"] == 1 and job.stats["skipped_invalid"] == 0
@@ -360,8 +348,7 @@ def test_sensor_ranges_skip_unusable_entries_and_say_so_once(monkeypatch, caplog
         (None, b"{}"),
         (b"ok", orjson.dumps({"range": [-1, 2.5]})),
     ]
-    monkeypatch.setattr(resample, "read_partitions", lambda *_a, **_k: iter(entries))
-    ranges = SensorRanges("127.0.0.1:1", "iot.sensors")
+    ranges = SensorRanges(lambda: iter(entries), "iot.sensors")
     with caplog.at_level(logging.WARNING, logger="stream_jobs.resample"):
         ranges.refresh()
         ranges.refresh()

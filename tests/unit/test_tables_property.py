@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 
 from iot_common.contract import TimeBounds, parse_reading
 from iot_common.errors import InvalidReading
-from stream_jobs.tables import (
+from stream_jobs.records import (
     Record,
     Source,
     _parse_fast,

@@ -1,0 +1,52 @@
+"""What every module of local/ shares: the checkout, the pinned versions, the one
+error, and ports and waiting.
+
+Imports nothing of local/ (and nothing outside the standard library), so that any
+module here may import it.
+"""
+
+from __future__ import annotations
+
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+class StackError(Exception):
+    """A service could not be installed or started; the message says what to do."""
+
+
+def versions() -> dict[str, str]:
+    """Pinned versions of the non-Python parts (versions.env)."""
+    out = {}
+    for line in (ROOT / "versions.env").read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def port_open(port: int, host: str = "127.0.0.1") -> bool:
+    with socket.socket() as s:
+        s.settimeout(0.5)
+        return s.connect_ex((host, port)) == 0
+
+
+def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> None:
+    """Return once `predicate()` is true; StackError after `timeout_s` seconds."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.2)
+    raise StackError(f"{what} did not become ready within {timeout_s:.0f} s")
