@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Message, TopicPartition
@@ -14,6 +14,38 @@ from confluent_kafka.admin import AdminClient, NewTopic  # type: ignore[attr-def
 from iot_common.topics import TopicSpec
 
 log = logging.getLogger(__name__)
+
+# A consumer that died leaves its group after this long (Kafka's 45 s default
+# held every restart after a crash before its partitions came back).
+SESSION_TIMEOUT_MS = 10_000
+
+
+def offsets_in_the_table(config: Mapping[str, object]) -> dict[str, object]:
+    """Consumer settings of a job whose offsets live in the table it commits to:
+    nothing auto-committed, the beginning when the table has no offset yet."""
+    return {
+        **config,
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": SESSION_TIMEOUT_MS,
+    }
+
+
+def records_of(batch: list[Message], topic: str) -> Iterator[Message]:
+    """The records of a consume() batch: a fatal error raises (the job restarts
+    and resumes from its table); others are logged and skipped (end of a
+    partition silently); a message without partition or offset is skipped."""
+    for msg in batch:
+        err = msg.error()
+        if err is not None:
+            if err.fatal():
+                raise KafkaException(err)
+            if err.code() != KafkaError._PARTITION_EOF:
+                log.warning("%s: %s", topic, err)
+            continue
+        if msg.partition() is None or msg.offset() is None:
+            continue
+        yield msg
 
 
 def wait_for_kafka(bootstrap: str, timeout_s: float = 120.0) -> set[str]:

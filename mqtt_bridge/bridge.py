@@ -45,6 +45,7 @@ from iot_common.contract import parse_reading
 from iot_common.crashpoints import crash_point
 from iot_common.errors import InvalidReading
 from iot_common.kafka_io import ensure_topics, read_tail
+from iot_common.stats import Counters
 from iot_common.topics import TopicSpec
 from mqtt_bridge.dedup import Key, RecentDigests, RecentKeys, Verdict
 from mqtt_bridge.errors import KafkaDeliveryError
@@ -119,7 +120,7 @@ def bounded_reason(reason: str) -> bytes:
 
 
 @dataclass
-class Stats:
+class Stats(Counters):
     received: int = 0
     forwarded: int = 0
     dead_lettered: int = 0
@@ -130,9 +131,6 @@ class Stats:
     in_flight: int = 0
     mqtt_connected: bool = False
     outage_horizon_s: float = 0.0
-
-    def as_dict(self) -> dict[str, Any]:
-        return dict(self.__dict__)
 
 
 class ReceivedAt:

@@ -20,9 +20,9 @@ import faust
 from confluent_kafka import Producer
 from mode import Service
 
-from iot_common.kafka_io import read_all, read_partitions
+from iot_common.kafka_io import SESSION_TIMEOUT_MS, read_all, read_partitions
 from stream_jobs.agents import DeadLetterWatch, SensorDirectory, register
-from stream_jobs.archive import SESSION_TIMEOUT_MS, TopicArchiver
+from stream_jobs.archive import TopicArchiver
 from stream_jobs.catalog import NoSqlCatalog, SqlCatalog, sql_catalog
 from stream_jobs.iceberg import IcebergTable, connect
 from stream_jobs.lake import Lake
@@ -262,8 +262,8 @@ async def health(web: Any, request: Any) -> Any:
             "migration": JOBS.migration.status,
             "archive": {a.spec.name: a.stats.as_dict() for a in JOBS.archivers},
             "sql_views": JOBS.catalog.status,
-            "maintenance": JOBS.maintenance.stats,
-            "readings_1m": JOBS.minutes.stats,
+            "maintenance": JOBS.maintenance.stats.as_dict(),
+            "readings_1m": JOBS.minutes.stats.as_dict(),
             "sensors": DIRECTORY.summary(),
             "dead_letters": WATCH.summary(),
         }

@@ -24,19 +24,16 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
+from iot_common.kafka_io import offsets_in_the_table, records_of
+from iot_common.stats import Counters
 from stream_jobs.checkpoint import Checkpoint
 from stream_jobs.iceberg import IcebergTable
 from stream_jobs.records import Builder, Record, Source
 
 log = logging.getLogger(__name__)
-
-# A job that died is out of its consumer group after this long, and its restart
-# resumes then (librdkafka's 45 s default made each crash a minute's gap).
-# Heartbeats come from librdkafka's own thread, so a long flush does not count.
-SESSION_TIMEOUT_MS = 10_000
 
 
 def since(rows: pa.Table, floors: Mapping[int, int]) -> pa.Table:
@@ -52,16 +49,13 @@ def since(rows: pa.Table, floors: Mapping[int, int]) -> pa.Table:
 
 
 @dataclass
-class ArchiveStats:
+class ArchiveStats(Counters):
     rows: int = 0
     rejected: int = 0  # records the contract rejected, written to raw.rejected
     files: int = 0
     commits: int = 0
     last_commit_unix: float = 0.0
     assigned: list[int] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, object]:
-        return dict(self.__dict__)
 
 
 class TopicArchiver:
@@ -75,6 +69,7 @@ class TopicArchiver:
         *,
         build: Builder,
         consumer_config: Mapping[str, object],
+        make_consumer: Callable[[dict[str, object]], Consumer] = Consumer,
         rotate_rows: int,
         rotate_seconds: float,
         rejected: IcebergTable | None = None,
@@ -95,12 +90,8 @@ class TopicArchiver:
         self.clock = clock
         self.recovered = threading.Event()  # set once its partitions are assigned and recovered
         self.stats = ArchiveStats()
-        self._consumer_config = {
-            **consumer_config,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-        }
+        self._consumer_config = offsets_in_the_table(consumer_config)
+        self._make_consumer = make_consumer  # Kafka's Consumer; a fake in the unit tests
         self._buffers: dict[int, list[Record]] = {}
         self._opened_at: dict[int, float] = {}
         self._next: dict[int, int] = {}  # next offset to archive, per assigned partition
@@ -210,32 +201,25 @@ class TopicArchiver:
         tables = [self.table] + ([self.rejected] if self.rejected else [])
         if not all(t.wait_ready(stop) for t in tables):
             return
-        consumer = Consumer(self._consumer_config)
+        consumer = self._make_consumer(self._consumer_config)
         self._consumer = consumer
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         poll_timeout = min(0.5, self.rotate_seconds / 4)
         try:
             while not stop.is_set():
                 batch = consumer.consume(num_messages=10_000, timeout=poll_timeout)
-                records = []
-                for msg in batch:
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise KafkaException(err)
-                        if err.code() != KafkaError._PARTITION_EOF:
-                            log.warning("%s: %s", self.topic, err)
-                        continue
-                    partition, offset = msg.partition(), msg.offset()
-                    if partition is None or offset is None:
-                        continue
-                    # confluent-kafka returns headers as a list of (str, bytes) pairs
-                    headers: dict[str, bytes] = dict(msg.headers() or ())  # type: ignore[arg-type]
-                    records.append(
-                        Record(
-                            partition, offset, msg.timestamp()[1], msg.key(), msg.value(), headers
-                        )
+                records = [
+                    Record(
+                        msg.partition(),  # type: ignore[arg-type]  # records_of: never None
+                        msg.offset(),  # type: ignore[arg-type]
+                        msg.timestamp()[1],
+                        msg.key(),
+                        msg.value(),
+                        # confluent-kafka returns headers as a list of (str, bytes) pairs
+                        dict(msg.headers() or ()),  # type: ignore[arg-type]
                     )
+                    for msg in records_of(batch, self.topic)
+                ]
                 self.add(records)
                 self.flush_due()
             self._stop = threading.Event()  # the last flush must land, not give up

@@ -18,7 +18,6 @@ import trino
 from trino.exceptions import Error as TrinoError
 from trino.exceptions import HttpError, TrinoUserError
 
-from iot_common import topics
 from stream_jobs.settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -131,17 +130,17 @@ class SqlCatalog:
 
     def __init__(
         self,
+        *,
         host: str,
         port: int,
         user: str,
         catalog: str,
-        *,
-        raw: str = "raw",
-        curated: str = "curated",
-        kafka_catalog: str = "",
-        readings_topic: str = topics.READINGS,
-        live_horizon_s: int = 60,
-        wait_for: Callable[[], bool] = lambda: True,
+        raw: str,
+        curated: str,
+        kafka_catalog: str,
+        readings_topic: str,
+        live_horizon_s: int,
+        wait_for: Callable[[], bool],
     ) -> None:
         self.host, self.port, self.user, self.catalog = host, port, user, catalog
         self.raw, self.curated = raw, curated  # schema names (tests use their own)
@@ -247,10 +246,10 @@ def sql_catalog(
     if not s.trino_host:
         return NoSqlCatalog()
     return SqlCatalog(
-        s.trino_host,
-        s.trino_port,
-        s.trino_user,
-        s.trino_catalog,
+        host=s.trino_host,
+        port=s.trino_port,
+        user=s.trino_user,
+        catalog=s.trino_catalog,
         raw=s.raw_schema,
         curated=s.curated_schema,
         kafka_catalog=s.trino_kafka_catalog,

@@ -34,6 +34,7 @@ import pyarrow.parquet as pq
 from pyiceberg.manifest import DataFile
 
 from iot_common.crashpoints import crash_point
+from iot_common.stats import Counters
 from stream_jobs.iceberg import IcebergTable
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,14 @@ def conform(rows: pa.Table, schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(columns, schema=schema)
 
 
+@dataclass
+class MaintenanceStats(Counters):
+    passes: int = 0
+    compactions: int = 0
+    files_compacted: int = 0
+    errors: int = 0  # steps that failed (logged); retried at the next pass
+
+
 class Maintenance:
     """Runs the table services of our tables, one table and one step at a time."""
 
@@ -126,7 +135,7 @@ class Maintenance:
         self.tables, self.sql, self.policy = list(tables), sql, policy
         self.catalog = catalog
         self.wait_for = wait_for
-        self.stats = {"passes": 0, "compactions": 0, "files_compacted": 0, "errors": 0}
+        self.stats = MaintenanceStats()
 
     # compaction -------------------------------------------------------------------
 
@@ -161,8 +170,8 @@ class Maintenance:
         rows = pa.concat_tables(parts)
         new = t.write(rows)
         t.commit(new, {COMPACTION_PROPERTY: uuid.uuid4().hex}, delete=files, protocol="compaction")
-        self.stats["compactions"] += 1
-        self.stats["files_compacted"] += len(files)
+        self.stats.compactions += 1
+        self.stats.files_compacted += len(files)
         log.info(
             "%s: %d files (%d rows) compacted into %d", t.ident, len(files), rows.num_rows, len(new)
         )
@@ -191,7 +200,7 @@ class Maintenance:
                 try:
                     step(t)
                 except Exception as exc:  # noqa: BLE001 - a failed step waits for the next pass
-                    self.stats["errors"] += 1
+                    self.stats.errors += 1
                     log.warning(
                         "%s: %s failed (%s: %s); next pass in %.0f s",
                         t.ident,
@@ -200,7 +209,7 @@ class Maintenance:
                         str(exc).splitlines()[0][:300] if str(exc) else "",
                         self.policy.interval_s,
                     )
-        self.stats["passes"] += 1
+        self.stats.passes += 1
 
     def run(self, stop: threading.Event) -> None:
         while not stop.is_set() and not self.wait_for():

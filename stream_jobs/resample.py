@@ -59,9 +59,9 @@ from pyiceberg.expressions import And
 from iot_common.contract import TimeBounds, parse_reading
 from iot_common.crashpoints import crash_point
 from iot_common.errors import InvalidReading
-from iot_common.kafka_io import ensure_topics
+from iot_common.kafka_io import ensure_topics, offsets_in_the_table, records_of
+from iot_common.stats import Counters
 from iot_common.topics import readings_1m_spec
-from stream_jobs.archive import SESSION_TIMEOUT_MS
 from stream_jobs.checkpoint import Checkpoint
 from stream_jobs.iceberg import IcebergTable, equal
 from stream_jobs.records import received_us_of
@@ -204,6 +204,17 @@ class SensorRanges:
         return bounds is None or bounds[0] <= value <= bounds[1]
 
 
+@dataclass
+class MinuteStats(Counters):
+    readings: int = 0
+    late: int = 0  # readings whose window had closed: corrections to come
+    emitted: int = 0
+    corrections: int = 0
+    checkpoints: int = 0
+    skipped_invalid: int = 0  # break the contract: the archive dead-letters them
+    errors: int = 0  # records that failed otherwise (logged), skipped
+
+
 class Producer(Protocol):
     """What the job needs of a Kafka producer (confluent_kafka.Producer)."""
 
@@ -229,6 +240,7 @@ class MinuteJob:
         table: IcebergTable,
         *,
         consumer_config: Mapping[str, object],
+        make_consumer: Callable[[dict[str, object]], Consumer] = Consumer,
         producer: Producer,
         ranges: SensorRanges,
         readings_topic: str,
@@ -245,12 +257,8 @@ class MinuteJob:
         self.max_payload_bytes = max_payload_bytes  # the contract's size limit, as the bridge's
         self.ranges = ranges
         # Offsets live in the table (its commits), never in the consumer group.
-        self._consumer_config = {
-            **consumer_config,
-            "enable.auto.commit": False,
-            "auto.offset.reset": "earliest",
-            "session.timeout.ms": SESSION_TIMEOUT_MS,
-        }
+        self._consumer_config = offsets_in_the_table(consumer_config)
+        self._make_consumer = make_consumer  # Kafka's Consumer; a fake in the unit tests
         self._producer = producer
         self.windows: dict[int, MinuteWindows] = {}
         self._next: dict[int, int] = {}  # next input offset to apply, per partition
@@ -260,15 +268,7 @@ class MinuteJob:
         self.checkpoints = Checkpoint(table, readings_topic)  # offsets and state, in the table
         self._last_commit: dict[int, float] = {}
         self.recovered = threading.Event()
-        self.stats = {
-            "readings": 0,
-            "late": 0,  # readings whose window had closed: corrections to come
-            "emitted": 0,
-            "corrections": 0,
-            "checkpoints": 0,
-            "skipped_invalid": 0,  # break the contract: the archive dead-letters them
-            "errors": 0,  # records that failed otherwise (logged), skipped
-        }
+        self.stats = MinuteStats()
         self._last_error_log = 0.0
 
     # closed windows come back from the lake -------------------------------------------
@@ -349,7 +349,7 @@ class MinuteJob:
         files = self.table.write(emits_table(emits, now_us)) if emits else []
         self.checkpoints.commit(files, {partition: last + 1}, states={partition: doc})
         self._last_commit[partition] = time.monotonic()
-        self.stats["checkpoints"] += 1
+        self.stats.checkpoints += 1
 
     # the loop ----------------------------------------------------------------------
 
@@ -412,31 +412,31 @@ class MinuteJob:
                 min(r.ts_us, received_us, self._max_clock_us()),
             )
         except InvalidReading:
-            self.stats["skipped_invalid"] += 1
+            self.stats.skipped_invalid += 1
             return
         except (OSError, KafkaException):
             raise  # the lake or Kafka, not the record: restart, replay from the checkpoint
         except Exception:
-            self.stats["errors"] += 1
+            self.stats.errors += 1
             now = time.monotonic()
-            if self.stats["errors"] <= LOGGED_ERRORS or now - self._last_error_log >= 60:
+            if self.stats.errors <= LOGGED_ERRORS or now - self._last_error_log >= 60:
                 self._last_error_log = now
                 log.exception(
                     "1m: %s[%d]@%d skipped (%d records failed so far)",
                     self.readings_topic,
                     partition,
                     offset,
-                    self.stats["errors"],
+                    self.stats.errors,
                 )
             return
-        self.stats["readings"] += 1
-        self.stats["late"] += windows.late - late
+        self.stats.readings += 1
+        self.stats.late += windows.late - late
         self._queue(partition, emits)
 
     def _queue(self, partition: int, emits: list[Emit]) -> None:
         self._pending.setdefault(partition, []).extend(emits)
-        self.stats["emitted"] += len(emits)
-        self.stats["corrections"] += sum(1 for e in emits if e.agg.revision > 1)
+        self.stats.emitted += len(emits)
+        self.stats.corrections += sum(1 for e in emits if e.agg.revision > 1)
 
     def tick(self) -> None:
         """Partitions silent for idle_s: their clock follows the wall clock (the
@@ -456,24 +456,22 @@ class MinuteJob:
         bootstrap = str(self._consumer_config["bootstrap.servers"])
         ensure_topics(bootstrap, [readings_1m_spec(self.out_topic)])
         self.ranges.refresh()
-        consumer = Consumer(self._consumer_config)
+        consumer = self._make_consumer(self._consumer_config)
         consumer.subscribe(
             [self.readings_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         last_commit = last_ranges = time.monotonic()
         try:
             while not stop.is_set():
-                for msg in consumer.consume(num_messages=10_000, timeout=0.2):
-                    err = msg.error()
-                    if err is not None:
-                        if err.fatal():
-                            raise KafkaException(err)
-                        continue
-                    partition, offset = msg.partition(), msg.offset()
-                    if partition is not None and offset is not None:
-                        self.apply(
-                            partition, offset, msg.value(), msg.headers(), msg.timestamp()[1]
-                        )
+                batch = consumer.consume(num_messages=10_000, timeout=0.2)
+                for msg in records_of(batch, self.readings_topic):
+                    self.apply(
+                        msg.partition(),  # type: ignore[arg-type]  # records_of: never None
+                        msg.offset(),  # type: ignore[arg-type]
+                        msg.value(),
+                        msg.headers(),
+                        msg.timestamp()[1],
+                    )
                 self.tick()
                 now = time.monotonic()
                 if now - last_commit >= self.commit_s:

@@ -217,9 +217,9 @@ def bench_day_of_commits(
         "commit_max_ms": max(writer.commit_s) * 1000,
         "commits_rebased": rebased.count,  # pyiceberg retried on a concurrent commit
         "commits_retried": retried.count,  # ours: an error, checked and tried again
-        "maintenance_passes": maintenance.stats["passes"],
-        "maintenance_errors": maintenance.stats["errors"],
-        "compactions": maintenance.stats["compactions"],
+        "maintenance_passes": maintenance.stats.passes,
+        "maintenance_errors": maintenance.stats.errors,
+        "compactions": maintenance.stats.compactions,
         "rows_rewritten": maintenance.rows_rewritten,
         "compact_median_s": percentile(maintenance.step_s["compact"], 0.5),
         "compact_max_s": max(maintenance.step_s["compact"], default=float("nan")),

@@ -88,7 +88,7 @@ def bench_minutes(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[st
         "readings": n,
         "per_s_steady": steady,
         "per_s_overall": n / elapsed,
-        "windows_emitted": job.stats["emitted"],
+        "windows_emitted": job.stats.emitted,
         **latency_ms(table.commit_s),
         "bytes_per_window": fig["data_bytes"] / max(1, fig["rows"]),
         "bytes_per_reading": fig["data_bytes"] / n,

@@ -70,7 +70,21 @@ class Trino:
 
 
 def catalog_with(trino, **kwargs):
-    c = SqlCatalog("localhost", 8080, "test", "iceberg", **kwargs)
+    """A catalog as the default settings make it (TRINO_*), with `kwargs` changed."""
+    s = StreamSettings(_env_file=None)
+    defaults = {
+        "host": "localhost",
+        "port": 8080,
+        "user": "test",
+        "catalog": "iceberg",
+        "raw": s.raw_schema,
+        "curated": s.curated_schema,
+        "kafka_catalog": "",
+        "readings_topic": s.kafka_topic_readings,
+        "live_horizon_s": s.live_view_horizon_seconds,
+        "wait_for": lambda: True,
+    }
+    c = SqlCatalog(**{**defaults, **kwargs})
     c.execute = trino
     return c
 

@@ -190,7 +190,7 @@ def test_a_pass_swaps_a_days_small_files_for_one_in_one_commit(tmp_path, monkeyp
         before.sort_by([(k, "ascending") for k in key])
     )  # the same rows, the old file's missing column as nulls
     assert after.column("mqtt_topic").null_count == 10
-    assert (m.stats["compactions"], m.stats["files_compacted"]) == (1, 5)
+    assert (m.stats.compactions, m.stats.files_compacted) == (1, 5)
     assert m.compact(t) == 0  # nothing left to do
 
 
@@ -216,7 +216,7 @@ def test_a_failed_step_waits_for_the_next_pass_and_the_others_still_run(tmp_path
     broken, fine = Broken(Lake(str(tmp_path))), CompactedTable(Lake(str(tmp_path)), REJECTED)
     m = Maintenance([broken, fine], sql=sqls.append, policy=MaintenancePolicy())
     m.run_once()
-    assert m.stats["errors"] == 1 and m.stats["passes"] == 1
+    assert m.stats.errors == 1 and m.stats.passes == 1
     assert [s.split()[2] for s in sqls] == ["iceberg.raw.readings"] * 2 + [
         "iceberg.raw.rejected"
     ] * 2

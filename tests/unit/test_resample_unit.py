@@ -138,7 +138,7 @@ def test_a_reading_dated_9999_is_skipped_and_moves_nothing(table, monkeypatch):
     good = [record("Sensor 1", t + i * S, 10.0, t + i * S + 3000) for i in range(30)]
     bad = record("Sensor 2", 253_370_764_800 * S, 1.0, t + 31 * S)  # dt_in_future
     n = feed(job, [*good, bad])
-    assert job.stats["skipped_invalid"] == 1
+    assert job.stats.skipped_invalid == 1
     assert job.windows[0].clock_us == t + 29 * S  # min(dt, receive time), newest reading
     feed(job, [record("Sensor 1", t + 40 * S, 10.0, t + 40 * S)], n)
     assert job.windows[0].late == 0
@@ -182,8 +182,8 @@ def test_a_record_that_fails_is_counted_logged_and_skipped(table, monkeypatch, c
                 record("Sensor 1", t + 2 * S, 3.0, t + 2 * S),
             ],
         )
-    assert job.stats["errors"] == 1 and job.stats["skipped_invalid"] == 2
-    assert job.stats["readings"] == 1 and job._next[0] == 4
+    assert job.stats.errors == 1 and job.stats.skipped_invalid == 2
+    assert job.stats.readings == 1 and job._next[0] == 4
     assert "boom" in caplog.text
 
 
@@ -202,7 +202,7 @@ def test_late_readings_are_one_revision_per_checkpoint_and_survive_a_crash(
     # 30 late readings for minute 0 (a device an hour behind would look the same)
     late = [record("Sensor 1", t + i * S, 1.0, t + 80 * S + i) for i in range(30)]
     after_late = feed(job, late, n)
-    assert job.stats["late"] == 30
+    assert job.stats.late == 30
     # crash before the checkpoint: a new job resumes from the last one and replays;
     # the window closed before comes back from the table (load_closed)
     job = job_on(table)
@@ -328,7 +328,7 @@ def test_the_job_takes_the_contracts_bounds(table, monkeypatch):
     job = job_on(table, bounds=TimeBounds.of(datetime(2000, 1, 1), 3600))
     t = recent_minute()
     feed(job, [record("Sensor 1", t + 1800 * S, 1.0, t)])  # 30 min ahead: within an hour
-    assert job.stats["readings"] == 1 and job.stats["skipped_invalid"] == 0
+    assert job.stats.readings == 1 and job.stats.skipped_invalid == 0
 
 
 def test_sensor_ranges_skip_unusable_entries_and_say_so_once(monkeypatch, caplog):

@@ -1,0 +1,179 @@
+"""The jobs' run loops (`run(stop)`) with a scripted Kafka consumer: what they read
+ends up committed with its offsets, errors Kafka reports are handled as the loop
+says, and a graceful stop leaves nothing buffered."""
+
+import threading
+
+import pytest
+from confluent_kafka import KafkaError, TopicPartition
+
+import stream_jobs.resample as resample
+from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES
+from stream_jobs.archive import TopicArchiver
+from stream_jobs.iceberg import committed_offsets
+from stream_jobs.lake import Lake
+from stream_jobs.records import build_readings
+from stream_jobs.resample import MinuteJob, SensorRanges, WindowPolicy
+from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED
+from tests.unit.test_archive import TOPIC, foreign, reading
+from tests.unit.test_iceberg import FakeIcebergTable
+from tests.unit.test_resample_unit import SENSORS, FakeProducer, recent_minute, record
+
+
+class Message:
+    def __init__(self, partition, offset, value, headers=(), key=None, ts_ms=0, error=None):
+        self._p, self._o, self._v, self._h, self._k = partition, offset, value, headers, key
+        self._ts, self._err = ts_ms, error
+
+    def error(self):
+        return self._err
+
+    def partition(self):
+        return self._p
+
+    def offset(self):
+        return self._o
+
+    def value(self):
+        return self._v
+
+    def key(self):
+        return self._k
+
+    def headers(self):
+        return list(self._h)
+
+    def timestamp(self):
+        return (1, self._ts)
+
+
+class Error:
+    def __init__(self, code, fatal=False):
+        self._code, self._fatal = code, fatal
+
+    def code(self):
+        return self._code
+
+    def fatal(self):
+        return self._fatal
+
+
+class ScriptedConsumer:
+    """Assigns partition 0 at subscribe, hands out `batches` one per consume(),
+    then sets `stop` (the job's graceful stop)."""
+
+    def __init__(self, config, batches, stop):
+        self.config, self.batches, self.stop = config, list(batches), stop
+        self.closed = False
+
+    def subscribe(self, topics, on_assign, on_revoke):
+        self.on_revoke = on_revoke
+        on_assign(self, [TopicPartition(topics[0], 0)])
+
+    def assign(self, partitions):
+        self.assigned = partitions
+
+    def unassign(self):
+        pass
+
+    def commit(self, offsets, asynchronous):
+        pass
+
+    def consume(self, num_messages, timeout):
+        if not self.batches:
+            self.stop.set()
+            return []
+        return self.batches.pop(0)
+
+    def close(self):
+        self.closed = True
+
+
+def run_with(job, batches):
+    stop = threading.Event()
+    made = []
+
+    def make(config):
+        made.append(ScriptedConsumer(config, batches, stop))
+        return made[0]
+
+    job._make_consumer = make
+    job.run(stop)
+    (consumer,) = made
+    assert consumer.closed
+    return consumer
+
+
+def as_message(rec):
+    return Message(rec.partition, rec.offset, rec.value, rec.headers.items(), rec.key)
+
+
+def test_the_archive_loop_commits_what_it_read_and_skips_what_kafka_flags(tmp_path):
+    lake = Lake(str(tmp_path))
+    readings, rejected = FakeIcebergTable(READINGS, lake), FakeIcebergTable(REJECTED, lake)
+    archiver = TopicArchiver(
+        readings,
+        TOPIC,
+        build=build_readings,
+        consumer_config={"group.id": "test"},
+        rotate_rows=1000,
+        rotate_seconds=60,
+        rejected=rejected,
+    )
+    eof = Message(0, None, None, error=Error(KafkaError._PARTITION_EOF))
+    consumer = run_with(
+        archiver,
+        [
+            [as_message(reading(0)), as_message(reading(1)), eof],
+            [Message(None, None, b"x"), as_message(foreign(2))],  # no partition: skipped
+        ],
+    )
+    assert consumer.config["enable.auto.commit"] is False  # offsets live in the table
+    assert readings.rows().num_rows == 2 and rejected.rows().num_rows == 1
+    assert committed_offsets(readings.properties, TOPIC) == {0: 3}
+
+
+def test_a_fatal_kafka_error_stops_the_loop_and_the_table_keeps_its_checkpoint(tmp_path):
+    from confluent_kafka import KafkaException
+
+    lake = Lake(str(tmp_path))
+    readings = FakeIcebergTable(READINGS, lake)
+    archiver = TopicArchiver(
+        readings,
+        TOPIC,
+        build=build_readings,
+        consumer_config={},
+        rotate_rows=1000,
+        rotate_seconds=60,
+    )
+    fatal = Message(0, None, None, error=Error(KafkaError._FATAL, fatal=True))
+    with pytest.raises(KafkaException):
+        run_with(archiver, [[as_message(reading(0))], [fatal]])
+    assert readings.commits == []  # a restart replays from the table's (empty) checkpoint
+
+
+def test_the_minute_loop_emits_and_checkpoints_what_it_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(resample, "ensure_topics", lambda *_a, **_k: None)
+    table = FakeIcebergTable(READINGS_1M_REVISIONS, Lake(str(tmp_path)))
+    producer = FakeProducer()
+    job = MinuteJob(
+        table,
+        consumer_config={"bootstrap.servers": "127.0.0.1:1"},
+        producer=producer,
+        ranges=SensorRanges(lambda: iter(SENSORS), "iot.sensors"),
+        readings_topic="iot.readings",
+        out_topic="iot.readings.1m",
+        policy=WindowPolicy(lateness_s=5, commit_s=60, idle_s=60),
+        bounds=DEFAULT_BOUNDS,
+        max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+    t = recent_minute()
+    batch = []
+    for i in range(70):  # minute 0 and ten seconds of minute 1: minute 0 closes
+        payload, headers, ts_ms = record("Sensor 1", t + i * 1_000_000, 2.0, t + i * 1_000_000)
+        batch.append(Message(0, i, payload, headers, ts_ms=ts_ms))
+    run_with(job, [batch])
+    assert committed_offsets(table.properties, "iot.readings") == {0: 70}
+    (emitted,) = producer.produced
+    assert emitted[0] == "iot.readings.1m"
+    assert [r["count"] for r in table.rows().to_pylist()] == [60]
