@@ -62,7 +62,7 @@ LEFT JOIN versions v
 COMMENT '1-minute figures per sensor (the newest revision of each window). Filter on \
 window_date to prune days.'
 AS SELECT sensor_id, window_start, window_end, mean, min, max, count, out_of_range_count,
-          revision, emitted_at, window_date
+          late_count, revision, emitted_at, window_date
 FROM (SELECT w.*, row_number() OVER (PARTITION BY sensor_id, window_start, window_date
                                      ORDER BY revision DESC) AS rn
       FROM {catalog}.{curated}.readings_1m_revisions w)

@@ -64,11 +64,14 @@ from iot_common.stats import Counters
 from iot_common.topics import readings_1m_spec
 from stream_jobs.checkpoint import Checkpoint
 from stream_jobs.iceberg import IcebergTable, equal
+from stream_jobs.quality import LATE_AFTER_S
 from stream_jobs.records import received_us_of
 from stream_jobs.tables import READINGS_1M_REVISIONS, TS
 from stream_jobs.windows import MINUTE_US, Agg, Emit, Key, MinuteWindows
 
 log = logging.getLogger(__name__)
+
+LATE_AFTER_US = int(LATE_AFTER_S * 1_000_000)  # received this long after dt: late (quality)
 
 SPEC = READINGS_1M_REVISIONS
 # As confluent-kafka returns them: a list of (name, value) pairs, or None.
@@ -106,6 +109,7 @@ def emit_json(e: Emit, emitted_at_us: int) -> bytes:
             "max": a.max,
             "count": a.count,
             "out_of_range_count": a.out_of_range_count,
+            "late_count": a.late_count,
             "sum": a.sum,
             "revision": a.revision,
             "emitted_at": _iso(emitted_at_us),
@@ -125,6 +129,7 @@ def emits_table(emits: list[Emit], emitted_at_us: int) -> pa.Table:
             "max": pa.array([e.agg.max for e in emits], pa.float64()),
             "count": pa.array([e.agg.count for e in emits], pa.int64()),
             "out_of_range_count": pa.array([e.agg.out_of_range_count for e in emits], pa.int64()),
+            "late_count": pa.array([e.agg.late_count for e in emits], pa.int64()),
             "sum": pa.array([e.agg.sum for e in emits], pa.float64()),
             "revision": pa.array([e.agg.revision for e in emits], pa.int32()),
             "emitted_at": pa.array([emitted_at_us] * len(emits), pa.int64()).cast(TS),
@@ -293,6 +298,7 @@ class MinuteJob:
             min=row["min"],
             max=row["max"],
             out_of_range_count=row["out_of_range_count"],
+            late_count=row.get("late_count") or 0,  # null in rows from before the column
             revision=row["revision"],
         )
 
@@ -410,6 +416,7 @@ class MinuteJob:
                 # A reading moves the clock no further than its event time and its
                 # receive time (docs/resampling.md, watermark policy).
                 min(r.ts_us, received_us, self._max_clock_us()),
+                late=received_us - r.ts_us > LATE_AFTER_US,
             )
         except InvalidReading:
             self.stats.skipped_invalid += 1

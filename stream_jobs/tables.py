@@ -220,6 +220,12 @@ READINGS_1M_SCHEMA = pa.schema(
             "1 when the window closed, +1 for each correction by late readings",
         ),
         col("emitted_at", TS, "When this revision was computed, UTC"),
+        col(
+            "late_count",
+            pa.int64(),
+            "Readings received more than 10 s after their dt (in range or not): a data "
+            "quality figure (docs/quality.md); null in windows emitted before it existed",
+        ),
     ]
 )
 

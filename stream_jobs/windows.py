@@ -18,7 +18,8 @@ Policy (docs/resampling.md, "Watermark policy"):
   The newest revision is the one that counts (the SQL view shows only it).
 * Readings outside their sensor's range are counted (`out_of_range_count`) but
   kept out of mean, min, max and `count`; a sensor without a known range has
-  all its readings in range.
+  all its readings in range. Readings the job marks late (received well after
+  their dt: stream_jobs.quality.LATE_AFTER_S) are counted in `late_count`.
 Nothing here does I/O: the job feeds readings and clock ticks, and persists the
 state (`snapshot` / `restore`) with its checkpoints.
 """
@@ -47,8 +48,11 @@ class Agg:
     max: float | None = None
     out_of_range_count: int = 0
     revision: int = 0
+    late_count: int = 0  # readings received well after their dt (in range or not)
 
-    def add(self, value: float, in_range: bool) -> None:
+    def add(self, value: float, in_range: bool, late: bool = False) -> None:
+        if late:
+            self.late_count += 1
         if not in_range:
             self.out_of_range_count += 1
             return
@@ -107,7 +111,13 @@ class MinuteWindows:
         return start_us + MINUTE_US + self.lateness_us
 
     def add(
-        self, sensor_id: str, ts_us: int, value: float, in_range: bool, received_us: int
+        self,
+        sensor_id: str,
+        ts_us: int,
+        value: float,
+        in_range: bool,
+        received_us: int,
+        late: bool = False,
     ) -> list[Emit]:
         """Apply one reading of event time `ts_us`; `received_us` is how far it may
         move the clock (the job passes min(dt, receive time), capped).
@@ -124,12 +134,12 @@ class MinuteWindows:
             if agg is None:
                 agg = self._closed_window(key) or Agg()  # revision 0: never emitted
                 self._dirty[key] = agg
-            agg.add(value, in_range)
+            agg.add(value, in_range, late)
             return emits
         if agg is None:
             agg = self.open[key] = Agg()
             self._next_close = min(self._next_close, self._closes(key[1]))
-        agg.add(value, in_range)
+        agg.add(value, in_range, late)
         return emits
 
     def advance(self, clock_us: int) -> list[Emit]:

@@ -40,6 +40,16 @@ FROM_RAW = """SELECT sensor_id, date_diff('minute', TIMESTAMP '2026-02-01 10:00:
        count(*) FILTER (WHERE NOT value BETWEEN 0 AND 45)
 FROM hive.raw.readings WHERE event_date = DATE '2026-02-01' GROUP BY 1, 2 ORDER BY 1, 2"""
 
+# Late for data quality: received more than 10 s after dt (every reading of this
+# February series, published today); the 1-minute table counts what raw.readings shows.
+LATE = """SELECT sensor_id, date_diff('minute', TIMESTAMP '2026-02-01 10:00:00', window_start),
+       late_count
+FROM hive.curated.readings_1m WHERE window_date = DATE '2026-02-01' ORDER BY 1, 2"""
+LATE_FROM_RAW = """SELECT sensor_id, date_diff('minute', TIMESTAMP '2026-02-01 10:00:00',
+                                        date_trunc('minute', ts)),
+       count(*) FILTER (WHERE received_at > ts + INTERVAL '10' SECOND)
+FROM hive.raw.readings WHERE event_date = DATE '2026-02-01' GROUP BY 1, 2 ORDER BY 1, 2"""
+
 
 def test_known_series_with_out_of_order_and_late_readings(brokers, sql, tmp_path):
     pipe = Pipeline(brokers, tmp_path, sql_services=sql, env_extra=FAST).start()
@@ -90,6 +100,8 @@ def test_known_series_with_out_of_order_and_late_readings(brokers, sql, tmp_path
             30,
             "raw.readings' figures equal to the 1-minute table's",
         )
+        assert pipe.sql(LATE) == pipe.sql(LATE_FROM_RAW)
+        assert [r[2] for r in pipe.sql(LATE)] == [6, 2, 1, 1, 1]  # all of them, 99 too
 
         # The same figures went to Kafka, revision by revision.
         consumer = Consumer(

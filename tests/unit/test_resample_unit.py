@@ -361,3 +361,19 @@ def test_range_of_never_raises():
     for value in (b"", b"null", b"1", b"{}", b'{"range": null}', b'{"range": [1, null]}'):
         assert range_of(value) is None
     assert range_of(b'{"range": [0, 45]}') == (0.0, 45.0)
+
+
+def test_a_reading_received_well_after_its_dt_is_counted_late(table):
+    job = job_on(table)
+    t = recent_minute()
+    on_time = [record("Sensor 1", t + i * S, 1.0, t + i * S + 2000) for i in range(58)]
+    delayed = [record("Sensor 1", t + 58 * S + i, 1.0, t + 75 * S) for i in range(2)]
+    after = [record("Sensor 1", t + 60 * S + i * S, 1.0, t + 76 * S + i * S) for i in range(10)]
+    feed(job, on_time + delayed + after)
+    job.checkpoint(0)
+    (row,) = [
+        r for r in table.rows().to_pylist() if r["window_start"].minute == t // 60_000_000 % 60
+    ]
+    assert (row["count"], row["late_count"]) == (60, 2)
+    (produced,) = job._producer.produced
+    assert orjson.loads(produced[2])["late_count"] == 2

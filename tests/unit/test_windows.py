@@ -393,3 +393,22 @@ def test_any_interleaving_gives_exact_newest_revisions(steps, memory):
         )
         if key[0] in ON_TIME:
             assert revisions[key] == [1]  # emitted exactly once
+
+
+def test_late_readings_are_counted_in_their_window_and_survive_a_restart():
+    w = MinuteWindows(lateness_us=5 * S)
+    w.add("s", T0, 1.0, True, T0, late=True)
+    w.add("s", T0 + S, 99.0, False, T0 + S, late=True)  # out of range and late: both
+    w.add("s", T0 + 2 * S, 2.0, True, T0 + 2 * S)
+    restored = MinuteWindows(lateness_us=5 * S)
+    restored.restore(json.loads(json.dumps(w.snapshot())))
+    (emit,) = on_time(restored, "s", T0 + 65 * S, 3.0)
+    assert (emit.agg.count, emit.agg.out_of_range_count, emit.agg.late_count) == (2, 1, 2)
+
+
+def test_a_checkpoint_from_before_late_counts_restores_with_none():
+    agg = {"count": 1, "sum": 4.0, "min": 4.0, "max": 4.0, "out_of_range_count": 0, "revision": 0}
+    w = MinuteWindows(lateness_us=0)
+    w.restore({"clock": "received", "clock_us": T0, "open": [["s", T0, agg]]})
+    (emit,) = w.advance(T0 + 60 * S)
+    assert emit.agg.late_count == 0 and emit.agg.count == 1
