@@ -26,7 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
-from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
+from iot_common.contract import TimeBounds
 from iot_common.kafka_io import offsets_in_the_table, records_of
 from iot_common.stats import Counters
 from stream_jobs.checkpoint import Checkpoint
@@ -69,13 +69,13 @@ class TopicArchiver:
         *,
         build: Builder,
         consumer_config: Mapping[str, object],
-        make_consumer: Callable[[dict[str, object]], Consumer] = Consumer,
         rotate_rows: int,
         rotate_seconds: float,
+        bounds: TimeBounds,
+        max_payload_bytes: int,
         rejected: IcebergTable | None = None,
+        make_consumer: Callable[[dict[str, object]], Consumer] = Consumer,
         clock: Callable[[], float] = time.monotonic,
-        bounds: TimeBounds = DEFAULT_BOUNDS,
-        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
     ) -> None:
         self.table, self.spec, self.topic = table, table.spec, topic
         self.build = build  # records -> rows (stream_jobs.records)

@@ -6,6 +6,7 @@ from confluent_kafka import OFFSET_BEGINNING, TopicPartition
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES
 from iot_data_generator.readings import reading_payload
 from stream_jobs.archive import TopicArchiver, since
 from stream_jobs.iceberg import offset_properties
@@ -14,6 +15,8 @@ from stream_jobs.records import Record, Source, build_readings, build_rejected, 
 from stream_jobs.tables import READINGS, REJECTED, SENSORS
 from tests.unit.test_iceberg import CommitFailed, FakeIcebergTable
 
+# The contract's default limits, as the settings give them.
+CONTRACT = {"bounds": DEFAULT_BOUNDS, "max_payload_bytes": DEFAULT_MAX_PAYLOAD_BYTES}
 TOPIC = "iot.readings"
 
 
@@ -62,6 +65,7 @@ def started(tables, clock=lambda: 0.0):
         TOPIC,
         build=build_readings,
         consumer_config={},
+        **CONTRACT,
         rotate_rows=1000,
         rotate_seconds=5,
         rejected=rejected,
@@ -466,6 +470,7 @@ def test_the_dlq_and_the_readings_topic_share_raw_rejected_with_their_own_offset
         "iot.readings.dlq",
         build=build_rejected,
         consumer_config={},
+        **CONTRACT,
         rotate_rows=10,
         rotate_seconds=5,
     )
@@ -489,6 +494,7 @@ def test_a_table_without_dead_letters_archives_alone(tmp_path):
         "iot.sensors",
         build=build_sensors,
         consumer_config={},
+        **CONTRACT,
         rotate_rows=10,
         rotate_seconds=5,
     )

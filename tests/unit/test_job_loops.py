@@ -15,7 +15,7 @@ from stream_jobs.lake import Lake
 from stream_jobs.records import build_readings
 from stream_jobs.resample import MinuteJob, SensorRanges, WindowPolicy
 from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED
-from tests.unit.test_archive import TOPIC, foreign, reading
+from tests.unit.test_archive import CONTRACT, TOPIC, foreign, reading
 from tests.unit.test_iceberg import FakeIcebergTable
 from tests.unit.test_resample_unit import SENSORS, FakeProducer, recent_minute, record
 
@@ -116,6 +116,7 @@ def test_the_archive_loop_commits_what_it_read_and_skips_what_kafka_flags(tmp_pa
         TOPIC,
         build=build_readings,
         consumer_config={"group.id": "test"},
+        **CONTRACT,
         rotate_rows=1000,
         rotate_seconds=60,
         rejected=rejected,
@@ -143,6 +144,7 @@ def test_a_fatal_kafka_error_stops_the_loop_and_the_table_keeps_its_checkpoint(t
         TOPIC,
         build=build_readings,
         consumer_config={},
+        **CONTRACT,
         rotate_rows=1000,
         rotate_seconds=60,
     )
