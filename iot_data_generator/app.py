@@ -84,11 +84,14 @@ class Publisher:
 
 def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Event) -> int:
     faults = Faults(
-        s.fault_malformed,
-        s.fault_out_of_range,
-        s.fault_duplicate,
-        s.fault_late,
-        s.fault_late_seconds,
+        malformed=s.fault_malformed,
+        out_of_range=s.fault_out_of_range,
+        duplicate=s.fault_duplicate,
+        late=s.fault_late,
+        late_seconds=s.fault_late_seconds,
+        silent=frozenset(i.strip() for i in s.fault_silent_sensors.split(",") if i.strip()),
+        silent_after_s=s.fault_silent_after_seconds,
+        clock_skew_s=dict(s.fault_clock_skew_seconds),
     )
     rng = random.Random(s.fault_seed)
     log_file = open(s.published_log, "a", buffering=1) if s.published_log else None  # noqa: SIM115
@@ -104,14 +107,15 @@ def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Ev
         s.interval_ms,
         s.mqtt_topic,
         s.mqtt_qos,
-        " with fault injection" if faults.any else "",
+        " with fault injection" if faults.any or faults.silent or faults.clock_skew_s else "",
     )
     tick = start
     try:
         while not stop.is_set() and tick < ends:
             now = utc_naive_now()
             for sensor in sensors.values():
-                for payload in readings_for_tick(sensor, now, rng, faults):
+                elapsed = time.monotonic() - start
+                for payload in readings_for_tick(sensor, now, rng, faults, elapsed_s=elapsed):
                     pub.publish(s.mqtt_topic, payload, s.mqtt_qos)
             tick = next_tick(start, interval, time.monotonic())
             stop.wait(max(0.0, tick - time.monotonic()))

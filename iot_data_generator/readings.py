@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 from iot_common.contract import SensorSpec
@@ -34,9 +34,15 @@ class Faults:
     duplicate: float = 0.0
     late: float = 0.0
     late_seconds: float = 120.0
+    # Sensors that stop publishing once the generator has run `silent_after_s`.
+    silent: frozenset[str] = frozenset()
+    silent_after_s: float = 0.0
+    # Sensors whose clock is off by this many seconds (their dt is shifted).
+    clock_skew_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def any(self) -> bool:
+        """Whether any random fault is on (the deterministic ones need no dice)."""
         return any((self.malformed, self.out_of_range, self.duplicate, self.late))
 
 
@@ -52,15 +58,24 @@ MALFORMED_SAMPLES: tuple[bytes, ...] = (
 
 
 def readings_for_tick(
-    sensor: SensorSpec, now: datetime, rng: random.Random, faults: Faults = Faults()
+    sensor: SensorSpec,
+    now: datetime,
+    rng: random.Random,
+    faults: Faults = Faults(),
+    *,
+    elapsed_s: float = 0.0,
 ) -> list[bytes]:
-    """The messages one sensor publishes at one tick: normally one payload;
-    with faults on, sometimes a broken, out-of-range, late or repeated one."""
+    """The messages one sensor publishes at one tick (`elapsed_s` after the
+    generator started): normally one payload; with faults on, sometimes a broken,
+    out-of-range, late or repeated one, none from a silent sensor, and a dt off
+    by its clock's skew."""
+    if sensor.sensor_id in faults.silent and elapsed_s >= faults.silent_after_s:
+        return []
     if faults.any and rng.random() < faults.malformed:
         return [rng.choice(MALFORMED_SAMPLES)]
-    dt = now
+    dt = now + timedelta(seconds=faults.clock_skew_s.get(sensor.sensor_id, 0.0))
     if faults.any and rng.random() < faults.late:
-        dt = now - timedelta(seconds=faults.late_seconds)
+        dt -= timedelta(seconds=faults.late_seconds)
     value: int | float = random_value(sensor, rng)
     if faults.any and rng.random() < faults.out_of_range:
         span = max(sensor.range_max - sensor.range_min, 1)

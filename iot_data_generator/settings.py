@@ -33,3 +33,9 @@ class GeneratorSettings(MqttSettings, SensorListSettings):
     fault_late: float = Field(default=0.0, ge=0, le=1)
     fault_late_seconds: float = 120.0
     fault_seed: int | None = None
+    # Deterministic faults: sensors that fall silent after FAULT_SILENT_AFTER_SECONDS
+    # (a comma-separated list of ids), and sensors whose clock is off, as JSON
+    # {"Sensor 3": -90} (seconds; more than DT_MAX_AHEAD_SECONDS ahead is a dead letter).
+    fault_silent_sensors: str = ""
+    fault_silent_after_seconds: float = Field(default=0.0, ge=0)
+    fault_clock_skew_seconds: dict[str, float] = Field(default_factory=dict)

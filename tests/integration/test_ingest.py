@@ -53,3 +53,34 @@ def test_sensor_list_changes_are_archived_as_new_versions(brokers, sql, tmp_path
             ("Sensor 6", "Roof", False),
         ]
     )
+
+
+def test_a_silent_sensor_and_skewed_clocks_as_the_archive_sees_them(pipeline):
+    """The generator's deterministic faults: a sensor that falls silent publishes
+    nothing, a clock 10 minutes ahead makes dead letters (dt_in_future), a clock
+    30 s behind makes readings 30 s older than their receive time."""
+    gen = pipeline.generator(
+        seconds=3,
+        interval_ms=100,
+        fault_silent_sensors="Sensor 5",
+        fault_clock_skew_seconds='{"Sensor 4": 600, "Sensor 3": -30}',
+    )
+    assert wait_exit(gen, 60) == 0
+    sent = [orjson.loads(p) for p in published(gen)]
+    by_sensor = Counter(m["id"] for m in sent)
+    assert "Sensor 5" not in by_sensor and by_sensor["Sensor 4"] >= 20
+    ahead = by_sensor["Sensor 4"]
+    pipeline.wait_archived("readings", len(sent) - ahead)
+    pipeline.wait_archived("rejected", ahead)
+    readings = pipeline.table("readings").to_pylist()
+    assert Counter(r["sensor_id"] for r in readings) == {
+        k: v for k, v in by_sensor.items() if k != "Sensor 4"
+    }
+    rejected = pipeline.table("rejected").to_pylist()
+    assert Counter(r["reason_code"] for r in rejected) == {"dt_in_future": ahead}
+    behind = [
+        (r["received_at"] - r["ts"]).total_seconds()
+        for r in readings
+        if r["sensor_id"] == "Sensor 3"
+    ]
+    assert behind and all(29 < s < 35 for s in behind)

@@ -52,3 +52,35 @@ def test_schedule_does_not_drift():
     assert next_tick(100.0, 1.0, 100.3) == 101.0
     assert next_tick(100.0, 1.0, 101.999) == 102.0
     assert next_tick(100.0, 0.25, 102.6) == 102.75
+
+
+def test_a_silent_sensor_stops_and_a_skewed_clock_shifts_dt(original_sensors_json):
+    import random
+    from datetime import datetime
+
+    from iot_common.contract import parse_reading, parse_sensors
+    from iot_data_generator.readings import Faults, readings_for_tick
+
+    sensors = parse_sensors(original_sensors_json)
+    faults = Faults(
+        silent=frozenset({"Sensor 2"}), silent_after_s=30, clock_skew_s={"Sensor 3": -90}
+    )
+    now = datetime(2026, 11, 30, 12, 0, 0)
+    rng = random.Random(1)
+    before = readings_for_tick(sensors["Sensor 2"], now, rng, faults, elapsed_s=29.9)
+    assert len(before) == 1
+    assert readings_for_tick(sensors["Sensor 2"], now, rng, faults, elapsed_s=30) == []
+    (skewed,) = readings_for_tick(sensors["Sensor 3"], now, rng, faults, elapsed_s=31)
+    assert parse_reading(skewed).ts_us == parse_reading(before[0]).ts_us - 90_000_000
+    (fine,) = readings_for_tick(sensors["Sensor 1"], now, rng, faults, elapsed_s=31)
+    assert parse_reading(fine).ts_us == parse_reading(before[0]).ts_us
+
+
+def test_fault_settings_parse_from_the_environment(monkeypatch):
+    from iot_data_generator.settings import GeneratorSettings
+
+    monkeypatch.setenv("FAULT_SILENT_SENSORS", "Sensor 4, Sensor 5")
+    monkeypatch.setenv("FAULT_CLOCK_SKEW_SECONDS", '{"Sensor 3": -90}')
+    s = GeneratorSettings(_env_file=None)
+    assert s.fault_silent_sensors == "Sensor 4, Sensor 5"
+    assert s.fault_clock_skew_seconds == {"Sensor 3": -90.0}
