@@ -210,6 +210,18 @@ def _run(pipe: Pipeline, settings: BridgeSettings) -> None:
     sensors = pipe.health()["sensors"]
     assert sensors["known"] >= len(GOOD) + 2  # the odd keys too (their ranges are not used)
     assert sensors["skipped"] == 1  # the entry that is not JSON, counted, not fatal
+    # The dead letters' contract accepts every dead letter the bridge wrote.
+    from jsonschema import Draft202012Validator
+
+    from iot_common import contracts
+    from iot_common.kafka_io import read_all
+
+    schema = Draft202012Validator(contracts.schema("iot.readings.dlq.headers"))
+    dead = read_all(pipe.stack.bootstrap, settings.kafka_topic_dlq, group="t")
+    assert len(dead) == len(hostile_mqtt)
+    for rec in dead:
+        headers = {k: (v or b"").decode("utf-8", "replace") for k, v in rec.headers.items()}
+        assert schema.is_valid(headers), headers
     # One worker: Faust's leader election is off, so it made no leader topic.
     from confluent_kafka.admin import AdminClient
 

@@ -5,10 +5,18 @@ from collections import Counter
 import orjson
 import pytest
 
+from iot_common import contracts
+from iot_common.kafka_io import read_all
 from local.services import ROOT
 from tests.integration.harness import Pipeline, published, wait_exit
 
 pytestmark = pytest.mark.integration
+
+
+def valid(subject, doc):
+    from jsonschema import Draft202012Validator
+
+    return Draft202012Validator(contracts.schema(subject)).is_valid(doc)
 
 
 def test_every_published_reading_is_archived_exactly_once(pipeline):
@@ -26,6 +34,17 @@ def test_every_published_reading_is_archived_exactly_once(pipeline):
     sensors = pipeline.table("sensors").to_pylist()
     assert sorted(s["sensor_id"] for s in sensors) == [f"Sensor {i}" for i in range(1, 6)]
     assert {s["description"] for s in sensors} >= {"Main Entrance", "Assemlby Floor"}
+
+    # The topics' data contracts accept what is really on them.
+    env = pipeline.env
+    readings_topic = read_all(pipeline.stack.bootstrap, env["KAFKA_TOPIC_READINGS"], group="t")
+    assert len(readings_topic) == len(sent)
+    for rec in readings_topic:
+        assert valid("iot.readings", orjson.loads(rec.value)), rec.value
+        headers = {k: (v or b"").decode() for k, v in rec.headers.items()}
+        assert valid("iot.readings.headers", headers), headers
+    for rec in read_all(pipeline.stack.bootstrap, env["KAFKA_TOPIC_SENSORS"], group="t"):
+        assert valid("iot.sensors", orjson.loads(rec.value)), rec.value
 
 
 def test_sensor_list_changes_are_archived_as_new_versions(brokers, sql, tmp_path):
