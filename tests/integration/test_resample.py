@@ -1,5 +1,7 @@
 """Step 3a as an analyst sees it: exact 1-minute figures in hive.curated.readings_1m."""
 
+import subprocess
+import sys
 import time
 from datetime import datetime, timedelta
 
@@ -9,7 +11,7 @@ from confluent_kafka import Consumer
 
 from iot_common.contract import parse_reading
 from iot_data_generator.readings import reading_payload
-from local.services import wait_for
+from local.services import ROOT, wait_for
 from tests.integration.harness import Pipeline, mqtt_publish, published, wait_exit
 
 pytestmark = pytest.mark.integration
@@ -124,6 +126,35 @@ def test_known_series_with_out_of_order_and_late_readings(brokers, sql, tmp_path
             if m["sensor_id"] == "Sensor 1" and m["window_start"] == "2026-02-01T10:00:00.000000"
         )
         assert minute0 == [(1, 4, 25.0), (2, 5, 20.0)]
+
+        # docs/consumers.md's example program keeps the newest revision of each window.
+        run = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "docs/examples/consume_1m.py"),
+                "--bootstrap",
+                pipe.stack.bootstrap,
+                "--topic",
+                pipe.env["KAFKA_TOPIC_1M"],
+                "--group",
+                f"example-{pipe.uid}",
+                "--from-beginning",
+                "--idle",
+                "5",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=True,
+        )
+        assert "breaks the contract" not in run.stderr
+        newest: dict[tuple[str, str], dict] = {}
+        for line in run.stdout.splitlines():
+            doc = orjson.loads(line)
+            newest[(doc["sensor_id"], doc["window_start"])] = doc
+        got = sorted((k[0], v["revision"], v["count"]) for k, v in newest.items())
+        want = sorted((r[0], r[7], r[2]) for r in pipe.sql(MINUTES))
+        assert got == want
     finally:
         pipe.stop()
 
