@@ -1,0 +1,235 @@
+"""The data catalogue: every dataset the platform offers, described once.
+
+For each Kafka topic and each SQL table and view: purpose, owner, key,
+partitioning, retention, lineage (which job makes it from which input), its
+guarantees, and its schema with a description of every column or field. The
+schemas are not written here again: a table's columns and their docs come from
+its declaration (stream_jobs.tables, which also gives Trino its column
+comments), a topic's fields from its data contract (iot_common/contracts). A
+test checks that every topic and every table and view that exists is described
+here, and nothing else.
+
+`python -m stream_jobs.catalogue` prints the catalogue as JSON (for machines;
+the catalogue web page renders the same document).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from iot_common import contracts, topics
+from stream_jobs.catalog import live_view_sql, view_sqls
+from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
+
+OWNER = "IoT data platform team"
+KAFKA_RETENTION = "7 days (Kafka's log.retention.hours=168, kafka/server.properties)"
+TABLE_RETENTION = "kept; snapshots for time travel: SNAPSHOT_RETENTION_SECONDS (1 h)"
+
+
+@dataclass(frozen=True)
+class Column:
+    name: str
+    type: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Dataset:
+    name: str  # a topic name, or <schema>.<table> in the catalog `iceberg`
+    kind: str  # "topic", "table" or "view"
+    purpose: str
+    lineage: str
+    guarantees: str
+    key: str = ""
+    partitioning: str = ""
+    retention: str = ""
+    owner: str = OWNER
+    columns: list[Column] = field(default_factory=list)
+    example_sql: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _table_columns(spec: TableSpec) -> list[Column]:
+    return [Column(f.name, str(f.type), spec.doc(f.name) or "") for f in spec.documented_schema]
+
+
+def _contract_columns(subject: str) -> list[Column]:
+    doc = contracts.schema(subject)
+    out = []
+    for name, prop in doc.get("properties", {}).items():
+        kind = prop.get("type", "any")
+        out.append(
+            Column(
+                name,
+                "/".join(kind) if isinstance(kind, list) else kind,
+                prop.get("description", ""),
+            )
+        )
+    return out
+
+
+def _table(spec: TableSpec, **kw: str) -> Dataset:
+    partitioning = f"day({spec.partition_source})" if spec.partition_source else "none"
+    return Dataset(
+        name=f"{spec.zone}.{spec.name}",
+        kind="table",
+        purpose=spec.description,
+        partitioning=partitioning,
+        retention=TABLE_RETENTION,
+        columns=_table_columns(spec),
+        **kw,
+    )
+
+
+def datasets() -> list[Dataset]:
+    """Every dataset, topics first."""
+    return [
+        Dataset(
+            name=topics.READINGS,
+            kind="topic",
+            purpose="Every accepted sensor reading, the device's payload byte for byte.",
+            lineage="mqtt_bridge, from the MQTT topic `sensors` (and `sensors/#`)",
+            guarantees="exactly once per reading; in order per sensor",
+            key="sensor id (UTF-8)",
+            partitioning=f"{topics.READINGS_PARTITIONS} partitions by key",
+            retention=KAFKA_RETENTION,
+            columns=_contract_columns("iot.readings"),
+        ),
+        Dataset(
+            name=topics.DEAD_LETTERS,
+            kind="topic",
+            purpose="Messages that break the reading contract, as received, with the reason "
+            "in the headers.",
+            lineage="mqtt_bridge, from the MQTT topic `sensors`",
+            guarantees="each rejected message once",
+            key="none",
+            partitioning="1 partition",
+            retention=KAFKA_RETENTION,
+            columns=_contract_columns("iot.readings.dlq.headers"),
+        ),
+        Dataset(
+            name=topics.SENSORS,
+            kind="topic",
+            purpose="The sensor list: the latest sensors.json entry of every sensor.",
+            lineage="mqtt_bridge, from iot_data_generator/sensors.json (SENSORS_FILE)",
+            guarantees="compacted: the latest entry of every sensor stays; null = removed",
+            key="sensor id",
+            partitioning="1 partition",
+            retention="compacted (kept)",
+            columns=_contract_columns("iot.sensors"),
+        ),
+        Dataset(
+            name=topics.READINGS_1M,
+            kind="topic",
+            purpose="1-minute figures per sensor, re-emitted with the next revision when "
+            "late readings correct a window.",
+            lineage="stream_jobs 1-minute job (stream_jobs/resample.py), from iot.readings",
+            guarantees="at least once; keep the highest revision per (sensor_id, "
+            "window_start) (docs/consumers.md)",
+            key="sensor id",
+            partitioning=f"{topics.READINGS_1M_PARTITIONS} partitions by key",
+            retention=KAFKA_RETENTION,
+            columns=_contract_columns("iot.readings.1m"),
+        ),
+        _table(
+            READINGS,
+            lineage="stream_jobs archive (stream_jobs/archive.py), from iot.readings",
+            guarantees="exactly once (each commit carries the Kafka offsets it covers)",
+            key="(sensor_id, ts)",
+            example_sql="SELECT ts, value FROM iceberg.raw.readings\n"
+            "WHERE sensor_id = 'Sensor 1' AND ts >= current_timestamp - INTERVAL '1' HOUR\n"
+            "ORDER BY ts",
+        ),
+        _table(
+            SENSORS,
+            lineage="stream_jobs archive, from iot.sensors",
+            guarantees="every version once",
+            key="(sensor_id, kafka_offset)",
+            example_sql="SELECT * FROM iceberg.raw.sensors ORDER BY sensor_id, seen_at",
+        ),
+        _table(
+            REJECTED,
+            lineage="stream_jobs archive, from iot.readings.dlq (and records of iot.readings "
+            "that break the contract)",
+            guarantees="exactly once",
+            key="(kafka_topic, kafka_partition, kafka_offset)",
+            example_sql="SELECT reason_code, count(*) FROM iceberg.raw.rejected\n"
+            "WHERE received_at >= current_timestamp - INTERVAL '1' DAY GROUP BY 1 ORDER BY 2 DESC",
+        ),
+        _table(
+            READINGS_1M_REVISIONS,
+            lineage="stream_jobs 1-minute job, from iot.readings (the same emissions as "
+            "iot.readings.1m)",
+            guarantees="every emission exactly once",
+            key="(sensor_id, window_start, revision)",
+            example_sql="SELECT * FROM iceberg.curated.readings_1m_revisions\n"
+            "WHERE sensor_id = 'Sensor 1' AND window_date = current_date ORDER BY window_start",
+        ),
+        Dataset(
+            name="raw.sensors_current",
+            kind="view",
+            purpose="The current version of every sensor that is in the sensor list.",
+            lineage="view over raw.sensors",
+            guarantees="as raw.sensors",
+            key="sensor_id",
+            example_sql="SELECT sensor_id, type, unit, range_min, range_max "
+            "FROM iceberg.raw.sensors_current",
+        ),
+        Dataset(
+            name="raw.readings_live",
+            kind="view",
+            purpose="Every reading up to now: raw.readings, and the newest minute straight "
+            "from Kafka (visible about a second after publishing).",
+            lineage="view over raw.readings and Trino's Kafka catalog (iot.readings)",
+            guarantees="each reading once across the boundary between table and topic",
+            key="(sensor_id, ts)",
+            example_sql="SELECT * FROM iceberg.raw.readings_live\n"
+            "WHERE event_date = current_date AND ts >= current_timestamp - INTERVAL '5' MINUTE",
+        ),
+        Dataset(
+            name="curated.readings_enriched",
+            kind="view",
+            purpose="Readings with the sensor metadata valid at their time, and whether the "
+            "value is in the sensor's range.",
+            lineage="view over raw.readings and raw.sensors",
+            guarantees="as raw.readings",
+            key="(sensor_id, ts)",
+        ),
+        Dataset(
+            name="curated.readings_1m",
+            kind="view",
+            purpose="1-minute figures per sensor: the newest revision of each window.",
+            lineage="view over curated.readings_1m_revisions",
+            guarantees="one row per sensor and minute",
+            key="(sensor_id, window_start)",
+            example_sql="SELECT window_start, mean, count FROM iceberg.curated.readings_1m\n"
+            "WHERE sensor_id = 'Sensor 1' AND window_date = current_date ORDER BY window_start",
+        ),
+    ]
+
+
+def view_names() -> set[str]:
+    """The views the stream jobs create, as <schema>.<view>."""
+    sqls = [*view_sqls("iceberg"), live_view_sql("iceberg", "raw", "kafka", topics.READINGS, 60)]
+    return {
+        m.group(1)
+        for sql in sqls
+        for m in [re.search(r"CREATE OR REPLACE VIEW iceberg\.(\S+)", sql)]
+        if m
+    }
+
+
+def main() -> int:
+    json.dump([d.as_dict() for d in datasets()], sys.stdout, indent=2)
+    print()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
