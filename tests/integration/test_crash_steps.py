@@ -1,5 +1,5 @@
 """A process dies at each named step of its protocols (IOT_CRASH_AT, see
-mqtt_bridge/crashpoints.py) while readings and dead letters flow, with the
+iot_common/crashpoints.py) while readings and dead letters flow, with the
 metastore and Trino running; restarted, it loses and doubles nothing: every
 reading and every dead letter is in Trino exactly once, and the 1-minute
 figures count each reading once. Counting queries run throughout: no query

@@ -344,7 +344,7 @@ def test_a_legacy_archive_is_migrated_exactly_once(sql, tmp_path):
 @pytest.mark.timeout(240)
 @pytest.mark.skipif(
     not set(MIGRATION_STEPS) <= set(STEPS),
-    reason="mqtt_bridge/crashpoints.py STEPS lacks migration.written / migration.committed",
+    reason="iot_common/crashpoints.py STEPS lacks migration.written / migration.committed",
 )
 def test_a_crash_at_each_step_of_the_migration_loses_and_doubles_nothing(sql, tmp_path):
     s = settings_for(sql, tmp_path)
