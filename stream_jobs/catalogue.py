@@ -226,8 +226,11 @@ def view_names() -> set[str]:
 
 
 def main() -> int:
-    json.dump([d.as_dict() for d in datasets()], sys.stdout, indent=2)
-    print()
+    text = json.dumps([d.as_dict() for d in datasets()], indent=2)
+    try:
+        print(text)
+    except BrokenPipeError:  # `| head`: the reader had enough
+        sys.stderr.close()
     return 0
 
 
