@@ -171,40 +171,30 @@ def datasets() -> list[Dataset]:
             example_sql="SELECT * FROM iceberg.curated.readings_1m_revisions\n"
             "WHERE sensor_id = 'Sensor 1' AND window_date = current_date ORDER BY window_start",
         ),
-        Dataset(
-            name="raw.sensors_current",
-            kind="view",
-            purpose="The current version of every sensor that is in the sensor list.",
+        _view(
+            "raw.sensors_current",
             lineage="view over raw.sensors",
             guarantees="as raw.sensors",
             key="sensor_id",
             example_sql="SELECT sensor_id, type, unit, range_min, range_max "
             "FROM iceberg.raw.sensors_current",
         ),
-        Dataset(
-            name="raw.readings_live",
-            kind="view",
-            purpose="Every reading up to now: raw.readings, and the newest minute straight "
-            "from Kafka (visible about a second after publishing).",
+        _view(
+            "raw.readings_live",
             lineage="view over raw.readings and Trino's Kafka catalog (iot.readings)",
             guarantees="each reading once across the boundary between table and topic",
             key="(sensor_id, ts)",
             example_sql="SELECT * FROM iceberg.raw.readings_live\n"
             "WHERE event_date = current_date AND ts >= current_timestamp - INTERVAL '5' MINUTE",
         ),
-        Dataset(
-            name="curated.readings_enriched",
-            kind="view",
-            purpose="Readings with the sensor metadata valid at their time, and whether the "
-            "value is in the sensor's range.",
+        _view(
+            "curated.readings_enriched",
             lineage="view over raw.readings and raw.sensors",
             guarantees="as raw.readings",
             key="(sensor_id, ts)",
         ),
-        Dataset(
-            name="curated.readings_1m",
-            kind="view",
-            purpose="1-minute figures per sensor: the newest revision of each window.",
+        _view(
+            "curated.readings_1m",
             lineage="view over curated.readings_1m_revisions",
             guarantees="one row per sensor and minute",
             key="(sensor_id, window_start)",
@@ -214,15 +204,32 @@ def datasets() -> list[Dataset]:
     ]
 
 
-def view_names() -> set[str]:
-    """The views the stream jobs create, as <schema>.<view>."""
+def view_comments() -> dict[str, str]:
+    """The views the stream jobs create (<schema>.<view>) and their COMMENT, which
+    Trino shows: stream_jobs.catalog is their one home, the catalogue reads it."""
     sqls = [*view_sqls("iceberg"), live_view_sql("iceberg", "raw", "kafka", topics.READINGS, 60)]
-    return {
-        m.group(1)
-        for sql in sqls
-        for m in [re.search(r"CREATE OR REPLACE VIEW iceberg\.(\S+)", sql)]
-        if m
-    }
+    found = {}
+    for sql in sqls:
+        m = re.search(r"CREATE OR REPLACE VIEW iceberg\.(\S+)\s+COMMENT '((?:[^']|'')*)'", sql)
+        if m:
+            found[m.group(1)] = m.group(2).replace("''", "'")
+    return found
+
+
+def view_names() -> set[str]:
+    return set(view_comments())
+
+
+def _view(name: str, *, lineage: str, guarantees: str, key: str, example_sql: str = "") -> Dataset:
+    return Dataset(
+        name=name,
+        kind="view",
+        purpose=view_comments()[name],
+        lineage=lineage,
+        guarantees=guarantees,
+        key=key,
+        example_sql=example_sql,
+    )
 
 
 def main() -> int:
