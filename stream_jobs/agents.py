@@ -91,6 +91,7 @@ class DeadLetterWatch:
         self.alert_per_minute = alert_per_minute
         self.total: Counter[str] = Counter()
         self._recent: deque[tuple[float, str]] = deque()
+        self._in_window: Counter[str] = Counter()  # codes of _recent: no recount per record
         self._alerted: dict[str, float] = {}
         self.alerts = 0
 
@@ -100,8 +101,9 @@ class DeadLetterWatch:
         code = reason_code(headers.get("reason"))
         self.total[code] += 1
         self._recent.append((now, code))
+        self._in_window[code] += 1
         self._forget(now)
-        in_window = sum(1 for _, c in self._recent if c == code)
+        in_window = self._in_window[code]
         if (
             in_window >= self.alert_per_minute
             and now - self._alerted.get(code, -WINDOW_S) >= WINDOW_S
@@ -118,13 +120,16 @@ class DeadLetterWatch:
 
     def _forget(self, now: float) -> None:
         while self._recent and now - self._recent[0][0] > WINDOW_S:
-            self._recent.popleft()
+            _, code = self._recent.popleft()
+            self._in_window[code] -= 1
+            if not self._in_window[code]:
+                del self._in_window[code]
 
     def summary(self, now: float | None = None) -> dict[str, Any]:
         self._forget(time.monotonic() if now is None else now)
         return {
             "total": dict(self.total),
-            "last_minute": dict(Counter(c for _, c in self._recent)),
+            "last_minute": dict(self._in_window),
             "alerts": self.alerts,
         }
 
