@@ -12,6 +12,7 @@ The steps, in the order each protocol passes them:
   bridge.confirmed        Kafka confirmed a reading, its MQTT ack not yet sent
   bridge.dead_lettered    Kafka confirmed a dead letter, its MQTT ack not yet sent
   minute.emitted             a checkpoint's emissions are confirmed by Kafka
+  quality.emitted            the quality job's emissions and status changes are confirmed
   iceberg.<table>.written    a commit's files are written, the commit not begun
   iceberg.<table>.metadata   in the metastore commit: the new metadata file is
                              written, the metastore not switched to it (its lock held)
@@ -22,7 +23,8 @@ The steps, in the order each protocol passes them:
   expiry.<table>.expired     snapshots expired, orphans not yet removed
   migration.written          a Hive table's rows rewritten for Iceberg, not committed
   migration.committed        the migrated table committed, the old files not yet deleted
-<table> is readings, sensors, rejected or readings_1m_revisions.
+<table> is readings, sensors, rejected, readings_1m_revisions or
+sensor_quality_1m_revisions.
 """
 
 from __future__ import annotations
@@ -39,9 +41,16 @@ STEPS = (
     "bridge.confirmed",
     "bridge.dead_lettered",
     "minute.emitted",
+    "quality.emitted",
     *(
         f"{step}".replace("<t>", table)
-        for table in ("readings", "sensors", "rejected", "readings_1m_revisions")
+        for table in (
+            "readings",
+            "sensors",
+            "rejected",
+            "readings_1m_revisions",
+            "sensor_quality_1m_revisions",
+        )
         for step in (
             "iceberg.<t>.written",
             "iceberg.<t>.metadata",

@@ -71,4 +71,6 @@ class KafkaSettings(CommonSettings):
     kafka_topic_dlq: str = topics.DEAD_LETTERS
     kafka_topic_sensors: str = topics.SENSORS
     kafka_topic_1m: str = topics.READINGS_1M
+    kafka_topic_quality_1m: str = topics.QUALITY_1M
+    kafka_topic_quality_status: str = topics.QUALITY_STATUS
     kafka_readings_partitions: int = Field(default=topics.READINGS_PARTITIONS, ge=1)

@@ -12,9 +12,12 @@ READINGS = "iot.readings"  # KAFKA_TOPIC_READINGS: accepted readings, keyed by s
 DEAD_LETTERS = "iot.readings.dlq"  # KAFKA_TOPIC_DLQ: what the bridge could not accept
 SENSORS = "iot.sensors"  # KAFKA_TOPIC_SENSORS: the sensor list, compacted, keyed by id
 READINGS_1M = "iot.readings.1m"  # KAFKA_TOPIC_1M: 1-minute figures (with revisions)
+QUALITY_1M = "iot.quality.1m"  # KAFKA_TOPIC_QUALITY_1M: quality per sensor-minute (revisions)
+QUALITY_STATUS = "iot.quality.status"  # KAFKA_TOPIC_QUALITY_STATUS: status changes, compacted
 
 READINGS_PARTITIONS = 3  # KAFKA_READINGS_PARTITIONS: the stream jobs' parallelism
 READINGS_1M_PARTITIONS = 3
+QUALITY_1M_PARTITIONS = 1  # one quality job reads the 1-minute figures and dead letters whole
 
 
 @dataclass(frozen=True)
@@ -43,3 +46,12 @@ def sensors_spec(name: str) -> TopicSpec:
 
 def readings_1m_spec(name: str) -> TopicSpec:
     return TopicSpec(name, READINGS_1M_PARTITIONS)
+
+
+def quality_1m_spec(name: str) -> TopicSpec:
+    return TopicSpec(name, QUALITY_1M_PARTITIONS)
+
+
+def quality_status_spec(name: str) -> TopicSpec:
+    """The latest status of every sensor stays (compacted), the changes in order."""
+    return TopicSpec(name, 1, {"cleanup.policy": "compact"})

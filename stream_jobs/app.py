@@ -24,14 +24,24 @@ from iot_common.kafka_io import SESSION_TIMEOUT_MS, read_all, read_partitions
 from stream_jobs.agents import DeadLetterWatch, SensorDirectory, register
 from stream_jobs.archive import TopicArchiver
 from stream_jobs.catalog import NoSqlCatalog, SqlCatalog, sql_catalog
+from stream_jobs.catalogue import datasets
 from stream_jobs.iceberg import IcebergTable, connect
 from stream_jobs.lake import Lake
 from stream_jobs.maintenance import Maintenance, MaintenancePolicy
 from stream_jobs.migrate import migrate
 from stream_jobs.records import build_readings, build_rejected, build_sensors
 from stream_jobs.resample import MinuteJob, SensorRanges, WindowPolicy
+from stream_jobs.scoring import QualityJob, SensorList
 from stream_jobs.settings import StreamSettings
-from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
+from stream_jobs.tables import (
+    READINGS,
+    READINGS_1M_REVISIONS,
+    REJECTED,
+    SENSOR_QUALITY_1M_REVISIONS,
+    SENSORS,
+    TABLES,
+    TableSpec,
+)
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +95,7 @@ class Jobs:
     migration: Migration
     archivers: list[TopicArchiver]
     minutes: MinuteJob
+    quality: QualityJob
     catalog: SqlCatalog | NoSqlCatalog
     maintenance: Maintenance
 
@@ -170,12 +181,34 @@ def build_jobs(s: StreamSettings) -> Jobs:
         max_payload_bytes=s.max_payload_bytes,
     )
 
+    quality = QualityJob(
+        table(SENSOR_QUALITY_1M_REVISIONS),
+        consumer_config={**kafka, "group.id": f"{s.consumer_group_prefix}.sensor_quality_1m"},
+        producer=Producer({**kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 20}),
+        sensors=SensorList(
+            lambda: read_partitions(
+                s.kafka_bootstrap_servers, s.kafka_topic_sensors, group=READBACK_GROUP
+            ),
+            s.expected_interval_ms,
+        ),
+        minutes_topic=s.kafka_topic_1m,
+        dlq_topic=s.kafka_topic_dlq,
+        out_topic=s.kafka_topic_quality_1m,
+        status_topic=s.kafka_topic_quality_status,
+        commit_s=s.window_commit_seconds,
+        bounds=s.time_bounds(),
+    )
+
     def tables_ready() -> bool:
-        return all(a.recovered.is_set() for a in archivers) and minutes.recovered.is_set()
+        return (
+            all(a.recovered.is_set() for a in archivers)
+            and minutes.recovered.is_set()
+            and quality.recovered.is_set()
+        )
 
     catalog = sql_catalog(s, wait_for=tables_ready)
     maintenance = Maintenance(
-        [table(spec) for spec in (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS)],
+        [table(spec) for spec in TABLES],
         sql=catalog.execute,
         policy=MaintenancePolicy(
             interval_s=s.maintenance_interval_seconds,
@@ -187,7 +220,7 @@ def build_jobs(s: StreamSettings) -> Jobs:
         catalog=s.trino_catalog,
         wait_for=tables_ready,
     )
-    return Jobs(migration, archivers, minutes, catalog, maintenance)
+    return Jobs(migration, archivers, minutes, quality, catalog, maintenance)
 
 
 class Job(Protocol):
@@ -249,6 +282,7 @@ class ArchiveJobs(ThreadedJobs):
         jobs: list[tuple[str, Job]] = [("migration", JOBS.migration)]
         jobs += [(a.spec.name, a) for a in JOBS.archivers]
         jobs.append(("readings-1m", JOBS.minutes))
+        jobs.append(("sensor-quality-1m", JOBS.quality))
         jobs.append(("sql-views", JOBS.catalog))
         jobs.append(("maintenance", JOBS.maintenance))
         super().__init__(jobs, **kwargs)
@@ -264,7 +298,14 @@ async def health(web: Any, request: Any) -> Any:
             "sql_views": JOBS.catalog.status,
             "maintenance": JOBS.maintenance.stats.as_dict(),
             "readings_1m": JOBS.minutes.stats.as_dict(),
+            "sensor_quality_1m": JOBS.quality.stats.as_dict(),
             "sensors": DIRECTORY.summary(),
             "dead_letters": WATCH.summary(),
         }
     )
+
+
+@app.page("/catalogue.json")
+async def catalogue_json(web: Any, request: Any) -> Any:
+    """The data catalogue (stream_jobs.catalogue) for the portal and for machines."""
+    return web.json([d.as_dict() for d in datasets()])

@@ -3,7 +3,8 @@
 The tables themselves are created by the jobs that write them (stream_jobs.iceberg,
 with their column comments); this creates, once the tables exist and Trino is up,
 the views over them: raw.sensors_current, curated.readings_enriched,
-curated.readings_1m and the live view raw.readings_live. `CREATE OR REPLACE`:
+curated.readings_1m, curated.sensor_quality_1m, curated.sensor_status and the
+live view raw.readings_live. `CREATE OR REPLACE`:
 a changed definition replaces the old one at the next start. Trino down or
 starting is retried, never fatal. It also runs the maintenance's SQL (`execute`).
 """
@@ -18,6 +19,7 @@ import trino
 from trino.exceptions import Error as TrinoError
 from trino.exceptions import HttpError, TrinoUserError
 
+from stream_jobs.quality import DEGRADED_BELOW, SILENT_AFTER_S, STATUS_MINUTES
 from stream_jobs.settings import StreamSettings
 
 log = logging.getLogger(__name__)
@@ -67,7 +69,54 @@ FROM (SELECT w.*, row_number() OVER (PARTITION BY sensor_id, window_start, windo
                                      ORDER BY revision DESC) AS rn
       FROM {catalog}.{curated}.readings_1m_revisions w)
 WHERE rn = 1""",
+        f"""CREATE OR REPLACE VIEW {catalog}.{curated}.sensor_quality_1m
+COMMENT 'Data quality per sensor and minute (the newest revision of each): expected, received, \
+valid, out of range, duplicates, late, rejected and the score in [0, 1] (docs/quality.md). \
+Filter on window_date to prune days.'
+AS SELECT sensor_id, window_start, window_end, expected, received, valid, out_of_range,
+          duplicates, late, rejected, score, revision, emitted_at, window_date
+FROM (SELECT q.*, row_number() OVER (PARTITION BY sensor_id, window_start, window_date
+                                     ORDER BY revision DESC) AS rn
+      FROM {catalog}.{curated}.sensor_quality_1m_revisions q)
+WHERE rn = 1""",
+        sensor_status_sql(catalog, raw, curated),
     ]
+
+
+def sensor_status_sql(catalog: str, raw: str, curated: str) -> str:
+    """Each sensor's status now, by the rule of stream_jobs.quality.status (its
+    constants are written into the SQL from there): silent when its newest minute
+    with readings ended SILENT_AFTER_S ago or more (or it never sent), degraded when
+    the mean score of its newest STATUS_MINUTES minutes is below DEGRADED_BELOW.
+    Every sensor of the list is shown, and any other that sent in the last day."""
+    now = "CAST(current_timestamp AT TIME ZONE 'UTC' AS timestamp(6))"
+    return f"""CREATE OR REPLACE VIEW {catalog}.{curated}.sensor_status
+COMMENT 'Each sensor''s status now: silent (no reading for {SILENT_AFTER_S:.0f} s), degraded \
+(mean score of its newest {STATUS_MINUTES} minutes below {DEGRADED_BELOW}) or ok, with its \
+last reading time and recent score. For alerts; history is in sensor_quality_1m.'
+AS WITH q AS (
+  SELECT sensor_id, window_end, received - duplicates AS readings, score,
+         row_number() OVER (PARTITION BY sensor_id ORDER BY window_start DESC) AS rn
+  FROM {catalog}.{curated}.sensor_quality_1m
+  WHERE window_date >= current_date - INTERVAL '1' DAY),
+figures AS (
+  SELECT sensor_id,
+         max(window_end) FILTER (WHERE readings > 0) AS last_reading_at,
+         avg(score) FILTER (WHERE rn <= {STATUS_MINUTES}) AS recent_score,
+         max(window_end) AS checked_up_to
+  FROM q GROUP BY sensor_id),
+sensors AS (
+  SELECT coalesce(s.sensor_id, f.sensor_id) AS sensor_id, f.last_reading_at, f.recent_score,
+         f.checked_up_to
+  FROM {catalog}.{raw}.sensors_current s FULL OUTER JOIN figures f ON f.sensor_id = s.sensor_id)
+SELECT sensor_id,
+       CASE WHEN last_reading_at IS NULL
+                 OR last_reading_at <= {now} - INTERVAL '{SILENT_AFTER_S:.0f}' SECOND
+            THEN 'silent'
+            WHEN recent_score < {DEGRADED_BELOW} THEN 'degraded'
+            ELSE 'ok' END AS status,
+       last_reading_at, recent_score, checked_up_to, {now} AS checked_at
+FROM sensors"""
 
 
 def kafka_table(topic: str) -> tuple[str, str]:

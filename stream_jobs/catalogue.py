@@ -23,7 +23,14 @@ from typing import Any
 
 from iot_common import contracts, topics
 from stream_jobs.catalog import live_view_sql, view_sqls
-from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED, SENSORS, TableSpec
+from stream_jobs.tables import (
+    READINGS,
+    READINGS_1M_REVISIONS,
+    REJECTED,
+    SENSOR_QUALITY_1M_REVISIONS,
+    SENSORS,
+    TableSpec,
+)
 
 OWNER = "IoT data platform team"
 KAFKA_RETENTION = "7 days (Kafka's log.retention.hours=168, kafka/server.properties)"
@@ -50,6 +57,9 @@ class Dataset:
     owner: str = OWNER
     columns: list[Column] = field(default_factory=list)
     example_sql: str = ""
+    # A topic's example: {"value": ..., "headers": {...}} (a test validates it
+    # against the topic's contracts); None for tables and views.
+    example: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -100,6 +110,14 @@ def datasets() -> list[Dataset]:
             partitioning=f"{topics.READINGS_PARTITIONS} partitions by key",
             retention=KAFKA_RETENTION,
             columns=_contract_columns("iot.readings"),
+            example={
+                "key": "Sensor 1",
+                "value": {"id": "Sensor 1", "dt": "2026-11-30T12:00:01.250000", "value": 17},
+                "headers": {
+                    "mqtt_topic": "sensors",
+                    "received_at": "2026-11-30T12:00:01.262114Z",
+                },
+            },
         ),
         Dataset(
             name=topics.DEAD_LETTERS,
@@ -112,6 +130,17 @@ def datasets() -> list[Dataset]:
             partitioning="1 partition",
             retention=KAFKA_RETENTION,
             columns=_contract_columns("iot.readings.dlq.headers"),
+            example={
+                "key": None,
+                "value": '{"id": "Sensor 1", "dt": "2026-11-30T12:00:01", "value": "hot"}',
+                "headers": {
+                    "reason": "bad_value: value must be a finite number, got str",
+                    "mqtt_topic": "sensors",
+                    "received_at": "2026-11-30T12:00:01.262114Z",
+                    "payload_size": "62",
+                    "payload_sha256": "0" * 64,
+                },
+            },
         ),
         Dataset(
             name=topics.SENSORS,
@@ -123,6 +152,17 @@ def datasets() -> list[Dataset]:
             partitioning="1 partition",
             retention="compacted (kept)",
             columns=_contract_columns("iot.sensors"),
+            example={
+                "key": "Sensor 1",
+                "value": {
+                    "lat": 52.52,
+                    "lng": 13.405,
+                    "unit": "C",
+                    "type": "temperature",
+                    "range": [-20, 45],
+                    "description": "Roof, north side",
+                },
+            },
         ),
         Dataset(
             name=topics.READINGS_1M,
@@ -136,6 +176,55 @@ def datasets() -> list[Dataset]:
             partitioning=f"{topics.READINGS_1M_PARTITIONS} partitions by key",
             retention=KAFKA_RETENTION,
             columns=_contract_columns("iot.readings.1m"),
+            example={
+                "key": "Sensor 1",
+                "value": {
+                    "sensor_id": "Sensor 1",
+                    "window_start": "2026-11-30T12:00:00.000000",
+                    "window_end": "2026-11-30T12:01:00.000000",
+                    "mean": 17.5,
+                    "min": 12.0,
+                    "max": 24.0,
+                    "count": 58,
+                    "out_of_range_count": 2,
+                    "late_count": 0,
+                    "sum": 1015.0,
+                    "revision": 1,
+                    "emitted_at": "2026-11-30T12:01:07.201337",
+                },
+            },
+        ),
+        Dataset(
+            name=topics.QUALITY_1M,
+            kind="topic",
+            purpose="Data quality per sensor and minute: expected, received, valid, out of "
+            "range, duplicates, late, rejected, and a score in [0, 1] (docs/quality.md).",
+            lineage="stream_jobs quality job (stream_jobs/scoring.py), from iot.readings.1m, "
+            "iot.readings.dlq and iot.sensors",
+            guarantees="at least once; keep the highest revision per (sensor_id, "
+            "window_start) (docs/consumers.md)",
+            key="sensor id",
+            partitioning=f"{topics.QUALITY_1M_PARTITIONS} partition",
+            retention=KAFKA_RETENTION,
+            columns=_contract_columns("iot.quality.1m"),
+            example={"key": "Sensor 1", "value": contracts.schema("iot.quality.1m")["examples"][0]},
+        ),
+        Dataset(
+            name=topics.QUALITY_STATUS,
+            kind="topic",
+            purpose="Each change of a sensor's status (ok, degraded, silent): subscribe to "
+            "alert on a silent or noisy sensor.",
+            lineage="stream_jobs quality job, from its quality figures and the wall clock",
+            guarantees="at least once (a restart may repeat a change); compacted: the "
+            "latest status of every sensor stays",
+            key="sensor id",
+            partitioning="1 partition",
+            retention="compacted (kept)",
+            columns=_contract_columns("iot.quality.status"),
+            example={
+                "key": "Sensor 3",
+                "value": contracts.schema("iot.quality.status")["examples"][0],
+            },
         ),
         _table(
             READINGS,
@@ -171,6 +260,17 @@ def datasets() -> list[Dataset]:
             example_sql="SELECT * FROM iceberg.curated.readings_1m_revisions\n"
             "WHERE sensor_id = 'Sensor 1' AND window_date = current_date ORDER BY window_start",
         ),
+        _table(
+            SENSOR_QUALITY_1M_REVISIONS,
+            lineage="stream_jobs quality job, from iot.readings.1m, iot.readings.dlq and "
+            "iot.sensors (the same emissions as iot.quality.1m)",
+            guarantees="every emission exactly once",
+            key="(sensor_id, window_start, revision)",
+            example_sql="SELECT window_start, score, revision FROM "
+            "iceberg.curated.sensor_quality_1m_revisions\n"
+            "WHERE sensor_id = 'Sensor 1' AND window_date = current_date "
+            "ORDER BY window_start, revision",
+        ),
         _view(
             "raw.sensors_current",
             lineage="view over raw.sensors",
@@ -200,6 +300,23 @@ def datasets() -> list[Dataset]:
             key="(sensor_id, window_start)",
             example_sql="SELECT window_start, mean, count FROM iceberg.curated.readings_1m\n"
             "WHERE sensor_id = 'Sensor 1' AND window_date = current_date ORDER BY window_start",
+        ),
+        _view(
+            "curated.sensor_quality_1m",
+            lineage="view over curated.sensor_quality_1m_revisions",
+            guarantees="one row per sensor and minute",
+            key="(sensor_id, window_start)",
+            example_sql="SELECT sensor_id, avg(score) AS score, sum(out_of_range) AS "
+            "out_of_range\nFROM iceberg.curated.sensor_quality_1m\n"
+            "WHERE window_date = current_date GROUP BY sensor_id ORDER BY score",
+        ),
+        _view(
+            "curated.sensor_status",
+            lineage="view over curated.sensor_quality_1m and raw.sensors_current",
+            guarantees="one row per sensor; computed at query time",
+            key="sensor_id",
+            example_sql="SELECT sensor_id, status, last_reading_at, recent_score\n"
+            "FROM iceberg.curated.sensor_status WHERE status <> 'ok'",
         ),
     ]
 

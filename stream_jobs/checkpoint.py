@@ -98,11 +98,16 @@ class Checkpoint:
         next_offsets: Mapping[int, int],
         *,
         states: Mapping[int, dict[str, Any]] | None = None,
+        other_offsets: Mapping[str, Mapping[int, int]] | None = None,
         stop: Event | None = None,
     ) -> None:
         """Commit `files` with the next offsets and (optionally) a new state per
-        partition; then delete the state files they replace."""
+        partition; then delete the state files they replace. A job reading more
+        topics than its own commits their offsets too (`other_offsets`, per topic):
+        all in the same commit."""
         properties = {offset_key(self.topic, p): str(o) for p, o in next_offsets.items()}
+        for topic, offsets in (other_offsets or {}).items():
+            properties.update({offset_key(topic, p): str(o) for p, o in offsets.items()})
         written: dict[int, str] = {}
         for partition, doc in (states or {}).items():
             path = new_state_path(self.table.spec.name, self.topic, partition)

@@ -25,13 +25,29 @@ when the mean score of the span is below DEGRADED_BELOW, else `ok`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass
+import math
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+
+import orjson
+
+from iot_common.contract import MAX_ID_LENGTH, TimeBounds, check_event_time, parse_dt
+from iot_common.errors import InvalidReading
 
 LATE_AFTER_S = 10.0  # a reading received more than this after its dt is late
 LATE_WEIGHT = 0.5  # a late reading is half as bad as a missing or invalid one
 DEGRADED_BELOW = 0.9  # mean score of the recent minutes under which a sensor is degraded
 SILENT_AFTER_S = 120.0  # no reading for this long: silent
+STATUS_MINUTES = 5  # a sensor's status weighs the scores of its newest minutes
+
+MINUTE_US = 60_000_000
+# A sensor-minute that no 1-minute emission closed (only dead letters, or nothing
+# at all from a known sensor) is closed by the wall clock this long after its end:
+# longer than the 1-minute job's lateness plus its commit interval, so that the
+# emission usually comes first and the minute is not revised at once.
+CLOSE_AFTER_S = 30.0
+KEEP_MINUTES = 15  # sensor-minutes kept in the state after they closed (then read back)
+FILL_MAX_MINUTES = 60  # after a pause, at most this many minutes of silence are filled
 
 
 @dataclass(frozen=True)
@@ -86,3 +102,240 @@ def status(scores: Sequence[float], silent_for_s: float) -> str:
     if scores and sum(scores) / len(scores) < DEGRADED_BELOW:
         return "degraded"
     return "ok"
+
+
+# -- the quality job's state, pure: what it keeps between records ---------------------
+
+
+@dataclass
+class Cell:
+    """One sensor-minute as the quality job knows it."""
+
+    count: int = 0  # readings in range (the 1-minute window's `count`)
+    out_of_range: int = 0
+    late: int = 0
+    minute_revision: int = 0  # revision of the 1-minute emission these come from; 0: none
+    duplicates: int = 0  # dead letters with reason `duplicate`
+    rejected: int = 0  # other dead letters attributed to the sensor and minute
+    revision: int = 0  # quality revision last emitted; 0: never
+    dirty: bool = False  # changed since its last emission
+
+    @property
+    def unique(self) -> int:
+        return self.count + self.out_of_range
+
+    def quality(self, expected: float) -> MinuteQuality:
+        return MinuteQuality(
+            expected=expected,
+            received=self.unique + self.duplicates,
+            duplicates=self.duplicates,
+            out_of_range=self.out_of_range,
+            late=self.late,
+            rejected=self.rejected,
+        )
+
+
+@dataclass(frozen=True)
+class Emission:
+    sensor_id: str
+    minute_us: int  # window start, µs since the epoch (UTC)
+    quality: MinuteQuality
+    revision: int
+
+
+@dataclass(frozen=True)
+class StatusChange:
+    sensor_id: str
+    status: str
+    previous: str | None
+    recent_score: float | None
+    last_reading_us: int | None  # end of the newest minute with readings
+
+
+CellKey = tuple[str, int]  # (sensor_id, minute start µs)
+Loader = Callable[[str, int], Cell | None]  # an emitted sensor-minute read back from the table
+
+
+def minute_of(us: int) -> int:
+    return us - us % MINUTE_US
+
+
+@dataclass
+class QualityState:
+    """Per sensor-minute counts from the 1-minute emissions and the dead letters,
+    which minutes to emit (and with which revision), and each sensor's status.
+
+    Rules (docs/quality.md):
+    * A 1-minute emission replaces the minute's reading counts unless its revision
+      is older. An equal revision with other figures is the 1-minute job's replay
+      after a crash (its emissions are at least once, in order per sensor): the
+      later one is what its table holds.
+    * A dead letter adds one to the minute's duplicates (reason `duplicate`) or
+      rejected (any other reason).
+    * A changed minute is emitted, with the next revision, at the next `take`,
+      once it is closed: a 1-minute emission exists for it, or the wall clock is
+      CLOSE_AFTER_S past its end. Each closed minute of a known sensor that has
+      nothing at all is emitted too (received 0, score 0): silence is a figure.
+    * Minutes older than KEEP_MINUTES after closing leave the state; one touched
+      again is read back from the table (`load`) so its counts continue.
+    Nothing here does I/O; `snapshot` / `restore` make it durable with the
+    checkpoints."""
+
+    cells: dict[CellKey, Cell] = field(default_factory=dict)
+    filled_until_us: int | None = None  # newest minute closed by the wall clock
+    forgotten_before_us: int = 0  # minutes before this were pruned: read them back
+    last_reading_us: dict[str, int] = field(default_factory=dict)  # per sensor
+    statuses: dict[str, str] = field(default_factory=dict)
+
+    def _cell(self, key: CellKey, load: Loader) -> Cell:
+        cell = self.cells.get(key)
+        if cell is None:
+            loaded = load(*key) if key[1] < self.forgotten_before_us else None
+            cell = self.cells[key] = loaded or Cell()
+        return cell
+
+    def apply_minute(
+        self,
+        sensor_id: str,
+        minute_us: int,
+        *,
+        count: int,
+        out_of_range: int,
+        late: int,
+        revision: int,
+        load: Loader,
+    ) -> None:
+        cell = self._cell((sensor_id, minute_of(minute_us)), load)
+        if revision < cell.minute_revision:
+            return
+        if revision == cell.minute_revision and (count, out_of_range, late) == (
+            cell.count,
+            cell.out_of_range,
+            cell.late,
+        ):
+            return  # the same emission again
+        cell.count, cell.out_of_range, cell.late = count, out_of_range, late
+        cell.minute_revision = revision
+        cell.dirty = True
+        if cell.unique:
+            end = minute_of(minute_us) + MINUTE_US
+            self.last_reading_us[sensor_id] = max(self.last_reading_us.get(sensor_id, 0), end)
+
+    def apply_dead_letter(
+        self, sensor_id: str, minute_us: int, *, duplicate: bool, load: Loader
+    ) -> None:
+        cell = self._cell((sensor_id, minute_of(minute_us)), load)
+        if duplicate:
+            cell.duplicates += 1
+        else:
+            cell.rejected += 1
+        cell.dirty = True
+
+    def take(
+        self, now_us: int, known: Iterable[str], expected: Callable[[str], float]
+    ) -> list[Emission]:
+        """The minutes to emit now, each with its next revision."""
+        closed_until = minute_of(now_us - int(CLOSE_AFTER_S * 1e6)) - MINUTE_US
+        if self.filled_until_us is None:
+            self.filled_until_us = closed_until  # silence is counted from the first run on
+        oldest = closed_until - (FILL_MAX_MINUTES - 1) * MINUTE_US
+        first = max(self.filled_until_us + MINUTE_US, oldest)
+        for minute in range(first, closed_until + 1, MINUTE_US):
+            for sid in known:
+                cell = self.cells.setdefault((sid, minute), Cell())
+                if cell.revision == 0:
+                    cell.dirty = True
+        self.filled_until_us = max(self.filled_until_us, closed_until)
+        out = []
+        for (sid, minute), cell in self.cells.items():
+            if cell.dirty and (cell.minute_revision > 0 or minute <= closed_until):
+                cell.revision += 1
+                cell.dirty = False
+                out.append(Emission(sid, minute, cell.quality(expected(sid)), cell.revision))
+        return out
+
+    def prune(self, now_us: int) -> None:
+        """Forget closed, emitted minutes older than KEEP_MINUTES."""
+        horizon = minute_of(now_us) - KEEP_MINUTES * MINUTE_US
+        for key in [k for k, c in self.cells.items() if k[1] < horizon and not c.dirty]:
+            del self.cells[key]
+        self.forgotten_before_us = max(self.forgotten_before_us, horizon)
+
+    def recent_scores(self, expected: Callable[[str], float]) -> dict[str, list[float]]:
+        """Scores of each sensor's newest STATUS_MINUTES emitted minutes."""
+        by_sensor: dict[str, list[tuple[int, float]]] = {}
+        for (sid, minute), cell in self.cells.items():
+            if cell.revision:
+                by_sensor.setdefault(sid, []).append((minute, cell.quality(expected(sid)).score))
+        return {
+            sid: [score for _, score in sorted(rows)[-STATUS_MINUTES:]]
+            for sid, rows in by_sensor.items()
+        }
+
+    def status_changes(
+        self, now_us: int, known: Iterable[str], expected: Callable[[str], float]
+    ) -> list[StatusChange]:
+        """Sensors whose status (quality.status) differs from the one last published."""
+        scores = self.recent_scores(expected)
+        changes = []
+        for sid in sorted({*known, *scores}):
+            last = self.last_reading_us.get(sid)  # never heard of: silent (as in SQL)
+            silent_for = (now_us - last) / 1e6 if last is not None else math.inf
+            new = status(scores.get(sid, []), silent_for)
+            old = self.statuses.get(sid)
+            if new != old:
+                self.statuses[sid] = new
+                recent = scores.get(sid)
+                mean = sum(recent) / len(recent) if recent else None
+                changes.append(StatusChange(sid, new, old, mean, last))
+        return changes
+
+    def snapshot(self) -> dict[str, object]:
+        return {
+            "cells": [[sid, minute, asdict(cell)] for (sid, minute), cell in self.cells.items()],
+            "filled_until_us": self.filled_until_us,
+            "forgotten_before_us": self.forgotten_before_us,
+            "last_reading_us": self.last_reading_us,
+            "statuses": self.statuses,
+        }
+
+    @classmethod
+    def restore(cls, doc: dict[str, object]) -> QualityState:
+        cells = doc.get("cells") or []
+        assert isinstance(cells, list)
+        return cls(
+            cells={(sid, int(minute)): Cell(**fields) for sid, minute, fields in cells},
+            filled_until_us=doc.get("filled_until_us"),  # type: ignore[arg-type]
+            forgotten_before_us=int(doc.get("forgotten_before_us") or 0),  # type: ignore[call-overload]
+            last_reading_us=dict(doc.get("last_reading_us") or {}),  # type: ignore[call-overload]
+            statuses=dict(doc.get("statuses") or {}),  # type: ignore[call-overload]
+        )
+
+
+DUPLICATE = "duplicate"  # the bridge's reason code for a repeated (sensor, dt)
+
+
+def attribute(payload: bytes, received_us: int, bounds: TimeBounds) -> tuple[str, int] | None:
+    """The (sensor, minute start) a dead letter counts against: the `id` of its
+    payload when that is a JSON object naming one, the minute of its `dt` when that
+    is an acceptable event time, else the minute it was received. None: no sensor."""
+    try:
+        doc = orjson.loads(payload)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    sid = doc.get("id")
+    if not isinstance(sid, str) or not sid or len(sid) > MAX_ID_LENGTH:
+        return None
+    try:
+        ts_us = parse_dt(doc.get("dt"))
+        check_event_time(ts_us, received_us, bounds)
+    except InvalidReading:
+        ts_us = received_us
+    return sid, minute_of(ts_us)
+
+
+def reason_code(reason: str) -> str:
+    """'<code>: <detail>' -> code."""
+    return reason.split(":", 1)[0].strip()

@@ -22,6 +22,10 @@ class StreamSettings(ContractSettings, KafkaSettings):
     # A Kafka partition silent this long has its event clock moved by the wall clock.
     window_idle_seconds: float = Field(default=5.0, gt=0)
 
+    # Data quality (docs/quality.md): a sensor without `interval_ms` in its
+    # sensors.json entry is expected to send one reading every this often.
+    expected_interval_ms: float = Field(default=1000.0, gt=0)
+
     # Where the archive lives: a local directory or s3://bucket/prefix (one code path).
     lake_url: str = "data/lake"
     s3_endpoint_url: str | None = None  # e.g. http://minio:9000; unset = AWS

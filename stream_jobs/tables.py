@@ -9,6 +9,7 @@ stream_jobs.iceberg.
   raw.rejected      (iot.readings.dlq)  dead letters with the reason, by day of received_at;
                                         also the records of iot.readings the contract rejects
   curated.readings_1m_revisions         every emission of every 1-minute window
+  curated.sensor_quality_1m_revisions   every emission of every sensor-minute's quality
 Timestamps are UTC, microsecond precision, stored without a zone (Iceberg's
 `timestamp`), so every engine reads the same wall-clock value.
 """
@@ -242,4 +243,67 @@ READINGS_1M_REVISIONS = TableSpec(
     partition_doc="UTC date of window_start (the table is partitioned by day of window_start)",
 )
 
-TABLES = (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS)
+# -- curated.sensor_quality_1m_revisions ------------------------------------------------
+
+SENSOR_QUALITY_1M_SCHEMA = pa.schema(
+    [
+        col("sensor_id", pa.string(), "Sensor id"),
+        col("window_start", TS, "Start of the minute, UTC (inclusive)"),
+        col("window_end", TS, "End of the minute, UTC (exclusive)"),
+        col(
+            "expected",
+            pa.float64(),
+            "Readings the sensor should send in a minute: 60 s / its interval (interval_ms "
+            "in its sensors.json entry, else EXPECTED_INTERVAL_MS)",
+        ),
+        col(
+            "received",
+            pa.int64(),
+            "Readings the bridge received for the minute (by dt), duplicates included",
+        ),
+        col("valid", pa.int64(), "Received, not duplicates, within the sensor's range"),
+        col("out_of_range", pa.int64(), "Received, not duplicates, outside the sensor's range"),
+        col(
+            "duplicates",
+            pa.int64(),
+            "Readings whose (sensor, dt) had arrived before (dead letters with reason duplicate)",
+        ),
+        col(
+            "late",
+            pa.int64(),
+            "Received, not duplicates, more than 10 s after their dt (LATE_AFTER_S)",
+        ),
+        col(
+            "rejected",
+            pa.int64(),
+            "Other dead letters naming the sensor: by their dt's minute, else their receive time's",
+        ),
+        col(
+            "score",
+            pa.float64(),
+            "Quality score in [0, 1]: completeness x validity x (1 - 0.5 x lateness share) "
+            "(docs/quality.md); 0 when nothing was received",
+        ),
+        col(
+            "revision",
+            pa.int32(),
+            "1 when the minute closed, +1 for each change by a later record",
+        ),
+        col("emitted_at", TS, "When this revision was computed, UTC"),
+    ]
+)
+
+SENSOR_QUALITY_1M_REVISIONS = TableSpec(
+    "sensor_quality_1m_revisions",
+    SENSOR_QUALITY_1M_SCHEMA,
+    ("sensor_id", "window_start", "revision"),
+    description="Every emission of every sensor-minute's data quality figures: emitted when "
+    "the minute closes and again, with the next revision, when a later reading or dead "
+    "letter changes it. curated.sensor_quality_1m shows the newest revision only.",
+    zone="curated",
+    partition_source="window_start",
+    partition_column="window_date",
+    partition_doc="UTC date of window_start (the table is partitioned by day of window_start)",
+)
+
+TABLES = (READINGS, SENSORS, REJECTED, READINGS_1M_REVISIONS, SENSOR_QUALITY_1M_REVISIONS)

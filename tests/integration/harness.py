@@ -206,6 +206,8 @@ class Pipeline:
             "KAFKA_TOPIC_DLQ": f"{self.uid}.readings.dlq",
             "KAFKA_TOPIC_SENSORS": f"{self.uid}.sensors",
             "KAFKA_TOPIC_1M": f"{self.uid}.readings.1m",
+            "KAFKA_TOPIC_QUALITY_1M": f"{self.uid}.quality.1m",
+            "KAFKA_TOPIC_QUALITY_STATUS": f"{self.uid}.quality.status",
             "CONSUMER_GROUP_PREFIX": f"archive-{self.uid}",
             "APP_ID": f"jobs-{self.uid}",
             "LAKE_URL": str(self.lake),

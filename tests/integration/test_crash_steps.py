@@ -11,6 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import orjson
 import pytest
 
 from iot_common.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
@@ -20,14 +21,16 @@ from tests.integration.harness import FAST_WINDOWS, Pipeline, Proc, mqtt_publish
 
 pytestmark = pytest.mark.integration
 
-TABLES = ("readings", "rejected", "readings_1m_revisions")
+TABLES = ("readings", "rejected", "readings_1m_revisions", "sensor_quality_1m_revisions")
 CHAINS = {
     "bridge": [s for s in STEPS if s.startswith("bridge.")],
     # Every step of the writers' commits (files written, inside the metastore
-    # commit with its lock held, right after it) and the 1-minute emissions.
+    # commit with its lock held, right after it) and the 1-minute and quality
+    # emissions.
     "jobs": [
         *(f"iceberg.{t}.{step}" for t in TABLES for step in ("written", "metadata", "committed")),
         "minute.emitted",
+        "quality.emitted",
     ],
     # Table maintenance while the writers append: each step of a compaction's
     # commit, and around snapshot expiry.
@@ -46,13 +49,15 @@ MAINTENANCE = {
 
 
 def batch(k: int) -> tuple[list[bytes], list[bytes]]:
-    """40 readings over the last two minutes (so windows close) and 4 dead letters."""
+    """40 readings over the last two minutes (so windows close) and 4 dead letters,
+    one of them naming its sensor (the quality job counts it as rejected)."""
     base = datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=2)
     good = [
         reading_payload(f"crash {k % 3}", base + timedelta(seconds=3 * i, microseconds=k), i)
         for i in range(40)
     ]
-    bad = [b"not json %d.%d" % (k, i) for i in range(4)]
+    bad = [b"not json %d.%d" % (k, i) for i in range(3)]
+    bad.append(orjson.dumps({"id": f"crash {k % 3}", "dt": base.isoformat(), "value": f"x{k}"}))
     return good, bad
 
 
@@ -150,6 +155,11 @@ def check_exactly_once(pipe: Pipeline, good: list[bytes], bad: list[bytes]) -> N
     assert pipe.sql(readings) == [[len(good), len(good)]]
     assert pipe.sql(rejected) == [[len(bad), len(bad)]]
     assert pipe.sql(minutes) == [[len(good)]]
+    # The quality figures count each reading and each attributable dead letter once.
+    quality = """SELECT coalesce(sum(received), 0), coalesce(sum(rejected), 0)
+                 FROM iceberg.curated.sensor_quality_1m"""
+    attributable = sum(1 for b in bad if b.startswith(b"{"))
+    wait_for(lambda: pipe.sql(quality)[0] == [len(good), attributable], 240, "the quality figures")
     in_table = sorted(p.encode() for p in pipe.table("readings").column("payload").to_pylist())
     assert in_table == sorted(good)
 

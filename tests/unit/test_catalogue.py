@@ -52,3 +52,19 @@ def test_the_catalogue_prints_as_json_for_machines():
     assert {d["name"] for d in doc} == {d.name for d in datasets()}
     readings = next(d for d in doc if d["name"] == "raw.readings")
     assert any(c["name"] == "ts" and "Event time" in c["description"] for c in readings["columns"])
+
+
+def test_every_topic_has_an_example_its_contracts_accept():
+    import jsonschema
+
+    for d in datasets():
+        if d.kind != "topic":
+            assert d.example is None, d.name
+            continue
+        assert d.example is not None, f"{d.name} has no example message"
+        subjects = contracts.versions()
+        if d.name in subjects:
+            value = d.example["value"]
+            jsonschema.validate(value, contracts.schema(d.name))
+        if f"{d.name}.headers" in subjects:
+            jsonschema.validate(d.example["headers"], contracts.schema(f"{d.name}.headers"))

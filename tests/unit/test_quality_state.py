@@ -1,0 +1,194 @@
+"""The quality job's pure state (stream_jobs.quality.QualityState) and the
+attribution of dead letters to a sensor and minute."""
+
+from __future__ import annotations
+
+import json
+
+import orjson
+from hypothesis import given
+from hypothesis import strategies as st
+
+from iot_common.contract import DEFAULT_BOUNDS
+from stream_jobs.quality import (
+    CLOSE_AFTER_S,
+    KEEP_MINUTES,
+    MINUTE_US,
+    SILENT_AFTER_S,
+    Cell,
+    QualityState,
+    attribute,
+    reason_code,
+)
+
+T0 = 1_796_000_000_000_000 - 1_796_000_000_000_000 % MINUTE_US  # a minute start, 2026
+CLOSE_US = int(CLOSE_AFTER_S * 1e6)
+
+
+def expected(_sid: str) -> float:
+    return 60.0
+
+
+def no_load(_sid: str, _minute: int) -> Cell | None:
+    raise AssertionError("nothing was pruned: nothing to read back")
+
+
+def test_a_minute_is_emitted_once_its_1m_window_came_with_every_figure():
+    s = QualityState()
+    s.take(T0, [], expected)  # the first run: silence counted from here on
+    s.apply_minute("A", T0, count=55, out_of_range=3, late=4, revision=1, load=no_load)
+    for _ in range(2):
+        s.apply_dead_letter("A", T0, duplicate=True, load=no_load)
+    s.apply_dead_letter("A", T0 + 5_000_000, duplicate=False, load=no_load)
+    (e,) = s.take(T0 + MINUTE_US + 8_000_000, [], expected)
+    q = e.quality
+    assert (e.sensor_id, e.minute_us, e.revision) == ("A", T0, 1)
+    assert (q.received, q.valid, q.out_of_range, q.duplicates, q.late, q.rejected) == (
+        60,
+        55,
+        3,
+        2,
+        4,
+        1,
+    )
+    assert 0 < q.score < 1
+    assert s.take(T0 + MINUTE_US + 9_000_000, [], expected) == []  # nothing changed
+
+
+def test_a_later_dead_letter_revises_the_minute_and_an_old_1m_revision_changes_nothing():
+    s = QualityState()
+    s.take(T0, [], expected)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=2, load=no_load)
+    (first,) = s.take(T0 + MINUTE_US, [], expected)
+    assert first.quality.score == 1.0
+    s.apply_minute("A", T0, count=10, out_of_range=0, late=0, revision=1, load=no_load)
+    assert s.take(T0 + MINUTE_US, [], expected) == []
+    s.apply_dead_letter("A", T0, duplicate=False, load=no_load)
+    (second,) = s.take(T0 + MINUTE_US, [], expected)
+    assert second.revision == 2 and second.quality.rejected == 1
+    assert second.quality.received == 60
+
+
+def test_a_minute_with_dead_letters_only_closes_by_the_wall_clock():
+    s = QualityState()
+    s.take(T0, [], expected)
+    s.apply_dead_letter("B", T0 + MINUTE_US, duplicate=False, load=no_load)
+    end = T0 + 2 * MINUTE_US
+    assert s.take(end + CLOSE_US - 1, [], expected) == []
+    (e,) = s.take(end + CLOSE_US, [], expected)
+    assert e.quality.rejected == 1 and e.quality.received == 0 and e.quality.score == 0.0
+
+
+def test_a_known_sensor_that_sends_nothing_gets_minutes_of_zero_and_turns_silent():
+    s = QualityState()
+    s.take(T0, ["quiet"], expected)
+    later = T0 + 3 * MINUTE_US + CLOSE_US
+    emits = s.take(later, ["quiet"], expected)
+    # every minute that closed after the first run: T0 - 1 min closed at T0 + 30 s
+    assert [e.minute_us for e in emits] == [T0 + m * MINUTE_US for m in (-1, 0, 1, 2)]
+    assert all(e.quality.received == 0 and e.quality.score == 0 for e in emits)
+    (change,) = s.status_changes(later, ["quiet"], expected)
+    assert change.status == "silent" and change.previous is None  # never heard of
+
+
+def test_status_follows_the_recent_scores_and_the_last_reading():
+    s = QualityState()
+    s.take(T0, ["A"], expected)
+    for m in range(5):
+        s.apply_minute(
+            "A", T0 + m * MINUTE_US, count=60, out_of_range=0, late=0, revision=1, load=no_load
+        )
+    now = T0 + 5 * MINUTE_US + 1
+    s.take(now, ["A"], expected)
+    assert [(c.status, c.previous) for c in s.status_changes(now, ["A"], expected)] == [
+        ("ok", None)
+    ]
+    for m in range(5, 10):
+        s.apply_minute(
+            "A", T0 + m * MINUTE_US, count=40, out_of_range=20, late=0, revision=1, load=no_load
+        )
+    now = T0 + 10 * MINUTE_US + 1
+    s.take(now, ["A"], expected)
+    (change,) = s.status_changes(now, ["A"], expected)
+    assert (change.status, change.previous) == ("degraded", "ok")
+    assert change.recent_score is not None and abs(change.recent_score - 40 / 60) < 1e-9
+    silent_at = change.last_reading_us + int(SILENT_AFTER_S * 1e6)  # type: ignore[operator]
+    assert s.status_changes(silent_at - 1, ["A"], expected) == []
+    (change,) = s.status_changes(silent_at, ["A"], expected)
+    assert change.status == "silent"
+
+
+def test_pruned_minutes_are_read_back_when_touched_again():
+    s = QualityState()
+    s.take(T0, [], expected)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=1, load=no_load)
+    s.take(T0 + MINUTE_US, [], expected)
+    s.prune(T0 + (KEEP_MINUTES + 2) * MINUTE_US)
+    assert ("A", T0) not in s.cells
+    loads = []
+
+    def load(sid: str, minute: int) -> Cell | None:
+        loads.append((sid, minute))
+        return Cell(count=60, revision=1)
+
+    s.apply_dead_letter("A", T0, duplicate=True, load=load)
+    (e,) = s.take(T0 + (KEEP_MINUTES + 2) * MINUTE_US, [], expected)
+    assert loads == [("A", T0)]
+    assert (e.revision, e.quality.received, e.quality.duplicates) == (2, 61, 1)
+
+
+def test_the_state_survives_its_snapshot():
+    s = QualityState()
+    s.take(T0, ["A"], expected)
+    s.apply_minute("A", T0, count=5, out_of_range=1, late=2, revision=3, load=no_load)
+    s.apply_dead_letter("B", T0, duplicate=False, load=no_load)
+    s.status_changes(T0, ["A"], expected)
+    back = QualityState.restore(orjson.loads(orjson.dumps(s.snapshot())))
+    assert back == s
+
+
+def test_dead_letters_are_attributed_by_id_and_dt_else_receive_time():
+    received = T0 + 90_000_000
+    bad_value = b'{"id": "Sensor 1", "dt": "2026-11-30T10:00:30", "value": "hot"}'
+    sid, minute = attribute(bad_value, received, DEFAULT_BOUNDS)  # type: ignore[misc]
+    assert sid == "Sensor 1" and minute % MINUTE_US == 0
+    assert attribute(b'{"id": "S", "dt": "yesterday"}', received, DEFAULT_BOUNDS) == (
+        "S",
+        T0 + MINUTE_US,
+    )
+    assert attribute(b"not json", received, DEFAULT_BOUNDS) is None
+    assert attribute(b'{"dt": "2026-11-30T10:00:30"}', received, DEFAULT_BOUNDS) is None
+    assert attribute(b'[{"id": "S"}]', received, DEFAULT_BOUNDS) is None
+    assert reason_code("duplicate: 'S' already reported") == "duplicate"
+
+
+@given(st.binary(max_size=200), st.integers(min_value=0, max_value=2**62))
+def test_attribution_never_raises(payload: bytes, received: int) -> None:
+    found = attribute(payload, received, DEFAULT_BOUNDS)
+    assert found is None or (isinstance(found[0], str) and found[1] % MINUTE_US == 0)
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "dt", "value"]),
+        st.one_of(st.text(max_size=30), st.integers(), st.none(), st.floats()),
+    ),
+    st.integers(min_value=0, max_value=2**62),
+)
+def test_attribution_of_any_json_object(doc: dict[str, object], received: int) -> None:
+    found = attribute(json.dumps(doc).encode(), received, DEFAULT_BOUNDS)
+    if found is not None:
+        assert found[0] == doc["id"]
+
+
+def test_an_equal_1m_revision_with_other_figures_replaces_the_first():
+    """After a crash the 1-minute job may emit a revision again, with the figures
+    its replay reached: the later emission is the one its table holds."""
+    s = QualityState()
+    s.take(T0, [], expected)
+    s.apply_minute("A", T0, count=30, out_of_range=0, late=0, revision=1, load=no_load)
+    s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1, load=no_load)
+    (e,) = s.take(T0 + MINUTE_US, [], expected)
+    assert e.quality.received == 45
+    s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1, load=no_load)
+    assert s.take(T0 + MINUTE_US, [], expected) == []  # the same emission again
