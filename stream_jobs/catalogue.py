@@ -84,7 +84,7 @@ def _contract_columns(subject: str) -> list[Column]:
     return out
 
 
-def _table(spec: TableSpec, **kw: str) -> Dataset:
+def _table(spec: TableSpec, **kw: Any) -> Dataset:
     partitioning = f"day({spec.partition_source})" if spec.partition_source else "none"
     return Dataset(
         name=f"{spec.zone}.{spec.name}",

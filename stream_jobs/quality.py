@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 
 import orjson
 
@@ -119,6 +119,9 @@ class Cell:
     rejected: int = 0  # other dead letters attributed to the sensor and minute
     revision: int = 0  # quality revision last emitted; 0: never
     dirty: bool = False  # changed since its last emission
+    # Touched after it left the state: what the table holds of it is read back (in
+    # one batch, at the next `take`) and these figures are merged onto it.
+    unloaded: bool = False
 
     @property
     def unique(self) -> int:
@@ -153,7 +156,26 @@ class StatusChange:
 
 
 CellKey = tuple[str, int]  # (sensor_id, minute start µs)
-Loader = Callable[[str, int], Cell | None]  # an emitted sensor-minute read back from the table
+# Emitted sensor-minutes read back from the table (their newest revision), in one go.
+Loader = Callable[[list[CellKey]], dict[CellKey, Cell]]
+
+
+def merged(base: Cell | None, new: Cell) -> Cell:
+    """A cell touched after it left the state, over what the table holds of it:
+    dead letters add up; a 1-minute emission replaces the reading counts."""
+    if base is None:
+        return replace(new, unloaded=False)
+    fresh = new.minute_revision > 0
+    return Cell(
+        count=new.count if fresh else base.count,
+        out_of_range=new.out_of_range if fresh else base.out_of_range,
+        late=new.late if fresh else base.late,
+        minute_revision=new.minute_revision,
+        duplicates=base.duplicates + new.duplicates,
+        rejected=base.rejected + new.rejected,
+        revision=base.revision,
+        dirty=new.dirty,
+    )
 
 
 def minute_of(us: int) -> int:
@@ -177,7 +199,8 @@ class QualityState:
       CLOSE_AFTER_S past its end. Each closed minute of a known sensor that has
       nothing at all is emitted too (received 0, score 0): silence is a figure.
     * Minutes older than KEEP_MINUTES after closing leave the state; one touched
-      again is read back from the table (`load`) so its counts continue.
+      again is read back from the table (`load`, one batch at the next `take`) so
+      its counts continue.
     Nothing here does I/O; `snapshot` / `restore` make it durable with the
     checkpoints."""
 
@@ -187,11 +210,10 @@ class QualityState:
     last_reading_us: dict[str, int] = field(default_factory=dict)  # per sensor
     statuses: dict[str, str] = field(default_factory=dict)
 
-    def _cell(self, key: CellKey, load: Loader) -> Cell:
+    def _cell(self, key: CellKey) -> Cell:
         cell = self.cells.get(key)
         if cell is None:
-            loaded = load(*key) if key[1] < self.forgotten_before_us else None
-            cell = self.cells[key] = loaded or Cell()
+            cell = self.cells[key] = Cell(unloaded=key[1] < self.forgotten_before_us)
         return cell
 
     def apply_minute(
@@ -203,9 +225,8 @@ class QualityState:
         out_of_range: int,
         late: int,
         revision: int,
-        load: Loader,
     ) -> None:
-        cell = self._cell((sensor_id, minute_of(minute_us)), load)
+        cell = self._cell((sensor_id, minute_of(minute_us)))
         if revision < cell.minute_revision:
             return
         if revision == cell.minute_revision and (count, out_of_range, late) == (
@@ -221,10 +242,8 @@ class QualityState:
             end = minute_of(minute_us) + MINUTE_US
             self.last_reading_us[sensor_id] = max(self.last_reading_us.get(sensor_id, 0), end)
 
-    def apply_dead_letter(
-        self, sensor_id: str, minute_us: int, *, duplicate: bool, load: Loader
-    ) -> None:
-        cell = self._cell((sensor_id, minute_of(minute_us)), load)
+    def apply_dead_letter(self, sensor_id: str, minute_us: int, *, duplicate: bool) -> None:
+        cell = self._cell((sensor_id, minute_of(minute_us)))
         if duplicate:
             cell.duplicates += 1
         else:
@@ -232,9 +251,18 @@ class QualityState:
         cell.dirty = True
 
     def take(
-        self, now_us: int, known: Iterable[str], expected: Callable[[str], float]
+        self,
+        now_us: int,
+        known: Iterable[str],
+        expected: Callable[[str], float],
+        load: Loader,
     ) -> list[Emission]:
         """The minutes to emit now, each with its next revision."""
+        unloaded = [k for k, c in self.cells.items() if c.unloaded]
+        if unloaded:
+            base = load(unloaded)
+            for key in unloaded:
+                self.cells[key] = merged(base.get(key), self.cells[key])
         closed_until = minute_of(now_us - int(CLOSE_AFTER_S * 1e6)) - MINUTE_US
         if self.filled_until_us is None:
             self.filled_until_us = closed_until  # silence is counted from the first run on

@@ -34,14 +34,15 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Any
 
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from pyiceberg.expressions import And
+from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThanOrEqual
 
-from iot_common.contract import TimeBounds, parse_dt
+from iot_common.contract import TimeBounds, parse_dt, to_us
 from iot_common.crashpoints import crash_point
 from iot_common.kafka_io import ensure_topics, offsets_in_the_table, records_of
 from iot_common.stats import Counters
@@ -52,11 +53,12 @@ from iot_common.topics import (
     readings_1m_spec,
 )
 from stream_jobs.checkpoint import Checkpoint
-from stream_jobs.iceberg import IcebergTable, committed_offsets, equal
+from stream_jobs.iceberg import IcebergTable, committed_offsets
 from stream_jobs.quality import (
     DUPLICATE,
     MINUTE_US,
     Cell,
+    CellKey,
     Emission,
     QualityState,
     StatusChange,
@@ -239,29 +241,39 @@ class QualityJob:
 
     # read back a sensor-minute that left the state -----------------------------------
 
-    def load(self, sensor_id: str, minute_us: int) -> Cell | None:
-        start = datetime.fromtimestamp(minute_us / 1e6, UTC).replace(tzinfo=None)
+    def load(self, keys: list[CellKey]) -> dict[CellKey, Cell]:
+        """The newest revision the table holds of each sensor-minute, in one scan
+        (sensor-minutes touched again after they left the job's state)."""
+        first, last = min(k[1] for k in keys), max(k[1] for k in keys)
+        # pyiceberg's pydantic signatures confuse mypy (as stream_jobs.iceberg.equal)
+        among: Any = In
+        at_least: Any = GreaterThanOrEqual
+        at_most: Any = LessThanOrEqual
         row_filter = And(
-            equal("sensor_id", sensor_id),
-            equal("window_start", start.isoformat(timespec="microseconds")),
+            among("sensor_id", sorted({k[0] for k in keys})),
+            at_least("window_start", _iso(first)),
+            at_most("window_start", _iso(last)),
         )
         try:
             rows = self.table.table.scan(row_filter=row_filter).to_arrow()
         except OSError:  # files of an expired snapshot: read the current one
             rows = self.table.refresh().scan(row_filter=row_filter).to_arrow()
-        if rows.num_rows == 0:
-            return None
-        row = rows.sort_by([("revision", "descending")]).slice(0, 1).to_pylist()[0]
-        # Its 1-minute revision is not kept: the next 1-minute emission replaces
-        # the reading counts (they are whole figures, not increments).
-        return Cell(
-            count=row["valid"],
-            out_of_range=row["out_of_range"],
-            late=row["late"],
-            duplicates=row["duplicates"],
-            rejected=row["rejected"],
-            revision=row["revision"],
-        )
+        wanted, found = set(keys), {}
+        for row in rows.sort_by([("revision", "ascending")]).to_pylist():
+            start = row["window_start"]
+            key = (row["sensor_id"], to_us(start))
+            if key in wanted:
+                # Its 1-minute revision is not kept: the next 1-minute emission
+                # replaces the reading counts (they are whole figures, not increments).
+                found[key] = Cell(
+                    count=row["valid"],
+                    out_of_range=row["out_of_range"],
+                    late=row["late"],
+                    duplicates=row["duplicates"],
+                    rejected=row["rejected"],
+                    revision=row["revision"],
+                )
+        return found
 
     # records ----------------------------------------------------------------------
 
@@ -315,7 +327,6 @@ class QualityJob:
             out_of_range=figures["out_of_range_count"],
             late=figures["late_count"],
             revision=figures["revision"],
-            load=self.load,
         )
         self.stats.minutes_in += 1
 
@@ -332,16 +343,14 @@ class QualityJob:
             self.stats.unattributed += 1
             return
         reason = found.get("reason", b"").decode("utf-8", "replace")
-        self.state.apply_dead_letter(
-            *target, duplicate=reason_code(reason) == DUPLICATE, load=self.load
-        )
+        self.state.apply_dead_letter(*target, duplicate=reason_code(reason) == DUPLICATE)
 
     # checkpoints -----------------------------------------------------------------
 
     def checkpoint(self, now_us: int | None = None) -> None:
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         known = self.sensors.known
-        emits = self.state.take(now_us, known, self.sensors.expected)
+        emits = self.state.take(now_us, known, self.sensors.expected, self.load)
         changes = self.state.status_changes(now_us, known, self.sensors.expected)
         for e in emits:
             self._producer.produce(

@@ -31,6 +31,7 @@ from tests.bench import (
     stage_e2e,
     stage_freshness,
     stage_minutes,
+    stage_quality,
     stage_queries,
 )
 from tests.bench.common import (
@@ -95,6 +96,14 @@ STAGES = [
             Option("--minutes", 1_000_000, "readings (1m job)", smoke=20_000),
             Option("--minute-latency", 3, "minutes watched", smoke=1),
         ),
+    ),
+    Stage(
+        "quality",
+        "the quality job alone: pre-filled 1-minute emissions and dead letters -> "
+        "curated.sensor_quality_1m_revisions (in-process QualityJob)",
+        stage_quality.run,
+        frozenset({BROKERS, SQL}),
+        (Option("--quality", 200_000, "1-minute emissions", smoke=5_000),),
     ),
     Stage(
         "bridge",

@@ -29,18 +29,18 @@ def expected(_sid: str) -> float:
     return 60.0
 
 
-def no_load(_sid: str, _minute: int) -> Cell | None:
-    raise AssertionError("nothing was pruned: nothing to read back")
+def no_load(keys: list[tuple[str, int]]) -> dict[tuple[str, int], Cell]:
+    raise AssertionError(f"nothing was pruned: nothing to read back, not {keys}")
 
 
 def test_a_minute_is_emitted_once_its_1m_window_came_with_every_figure():
     s = QualityState()
-    s.take(T0, [], expected)  # the first run: silence counted from here on
-    s.apply_minute("A", T0, count=55, out_of_range=3, late=4, revision=1, load=no_load)
+    s.take(T0, [], expected, no_load)  # the first run: silence counted from here on
+    s.apply_minute("A", T0, count=55, out_of_range=3, late=4, revision=1)
     for _ in range(2):
-        s.apply_dead_letter("A", T0, duplicate=True, load=no_load)
-    s.apply_dead_letter("A", T0 + 5_000_000, duplicate=False, load=no_load)
-    (e,) = s.take(T0 + MINUTE_US + 8_000_000, [], expected)
+        s.apply_dead_letter("A", T0, duplicate=True)
+    s.apply_dead_letter("A", T0 + 5_000_000, duplicate=False)
+    (e,) = s.take(T0 + MINUTE_US + 8_000_000, [], expected, no_load)
     q = e.quality
     assert (e.sensor_id, e.minute_us, e.revision) == ("A", T0, 1)
     assert (q.received, q.valid, q.out_of_range, q.duplicates, q.late, q.rejected) == (
@@ -52,38 +52,38 @@ def test_a_minute_is_emitted_once_its_1m_window_came_with_every_figure():
         1,
     )
     assert 0 < q.score < 1
-    assert s.take(T0 + MINUTE_US + 9_000_000, [], expected) == []  # nothing changed
+    assert s.take(T0 + MINUTE_US + 9_000_000, [], expected, no_load) == []  # nothing changed
 
 
 def test_a_later_dead_letter_revises_the_minute_and_an_old_1m_revision_changes_nothing():
     s = QualityState()
-    s.take(T0, [], expected)
-    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=2, load=no_load)
-    (first,) = s.take(T0 + MINUTE_US, [], expected)
+    s.take(T0, [], expected, no_load)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=2)
+    (first,) = s.take(T0 + MINUTE_US, [], expected, no_load)
     assert first.quality.score == 1.0
-    s.apply_minute("A", T0, count=10, out_of_range=0, late=0, revision=1, load=no_load)
-    assert s.take(T0 + MINUTE_US, [], expected) == []
-    s.apply_dead_letter("A", T0, duplicate=False, load=no_load)
-    (second,) = s.take(T0 + MINUTE_US, [], expected)
+    s.apply_minute("A", T0, count=10, out_of_range=0, late=0, revision=1)
+    assert s.take(T0 + MINUTE_US, [], expected, no_load) == []
+    s.apply_dead_letter("A", T0, duplicate=False)
+    (second,) = s.take(T0 + MINUTE_US, [], expected, no_load)
     assert second.revision == 2 and second.quality.rejected == 1
     assert second.quality.received == 60
 
 
 def test_a_minute_with_dead_letters_only_closes_by_the_wall_clock():
     s = QualityState()
-    s.take(T0, [], expected)
-    s.apply_dead_letter("B", T0 + MINUTE_US, duplicate=False, load=no_load)
+    s.take(T0, [], expected, no_load)
+    s.apply_dead_letter("B", T0 + MINUTE_US, duplicate=False)
     end = T0 + 2 * MINUTE_US
-    assert s.take(end + CLOSE_US - 1, [], expected) == []
-    (e,) = s.take(end + CLOSE_US, [], expected)
+    assert s.take(end + CLOSE_US - 1, [], expected, no_load) == []
+    (e,) = s.take(end + CLOSE_US, [], expected, no_load)
     assert e.quality.rejected == 1 and e.quality.received == 0 and e.quality.score == 0.0
 
 
 def test_a_known_sensor_that_sends_nothing_gets_minutes_of_zero_and_turns_silent():
     s = QualityState()
-    s.take(T0, ["quiet"], expected)
+    s.take(T0, ["quiet"], expected, no_load)
     later = T0 + 3 * MINUTE_US + CLOSE_US
-    emits = s.take(later, ["quiet"], expected)
+    emits = s.take(later, ["quiet"], expected, no_load)
     # every minute that closed after the first run: T0 - 1 min closed at T0 + 30 s
     assert [e.minute_us for e in emits] == [T0 + m * MINUTE_US for m in (-1, 0, 1, 2)]
     assert all(e.quality.received == 0 and e.quality.score == 0 for e in emits)
@@ -93,22 +93,18 @@ def test_a_known_sensor_that_sends_nothing_gets_minutes_of_zero_and_turns_silent
 
 def test_status_follows_the_recent_scores_and_the_last_reading():
     s = QualityState()
-    s.take(T0, ["A"], expected)
+    s.take(T0, ["A"], expected, no_load)
     for m in range(5):
-        s.apply_minute(
-            "A", T0 + m * MINUTE_US, count=60, out_of_range=0, late=0, revision=1, load=no_load
-        )
+        s.apply_minute("A", T0 + m * MINUTE_US, count=60, out_of_range=0, late=0, revision=1)
     now = T0 + 5 * MINUTE_US + 1
-    s.take(now, ["A"], expected)
+    s.take(now, ["A"], expected, no_load)
     assert [(c.status, c.previous) for c in s.status_changes(now, ["A"], expected)] == [
         ("ok", None)
     ]
     for m in range(5, 10):
-        s.apply_minute(
-            "A", T0 + m * MINUTE_US, count=40, out_of_range=20, late=0, revision=1, load=no_load
-        )
+        s.apply_minute("A", T0 + m * MINUTE_US, count=40, out_of_range=20, late=0, revision=1)
     now = T0 + 10 * MINUTE_US + 1
-    s.take(now, ["A"], expected)
+    s.take(now, ["A"], expected, no_load)
     (change,) = s.status_changes(now, ["A"], expected)
     assert (change.status, change.previous) == ("degraded", "ok")
     assert change.recent_score is not None and abs(change.recent_score - 40 / 60) < 1e-9
@@ -120,28 +116,32 @@ def test_status_follows_the_recent_scores_and_the_last_reading():
 
 def test_pruned_minutes_are_read_back_when_touched_again():
     s = QualityState()
-    s.take(T0, [], expected)
-    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=1, load=no_load)
-    s.take(T0 + MINUTE_US, [], expected)
+    s.take(T0, [], expected, no_load)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=1)
+    s.take(T0 + MINUTE_US, [], expected, no_load)
     s.prune(T0 + (KEEP_MINUTES + 2) * MINUTE_US)
     assert ("A", T0) not in s.cells
     loads = []
 
-    def load(sid: str, minute: int) -> Cell | None:
-        loads.append((sid, minute))
-        return Cell(count=60, revision=1)
+    def load(keys: list[tuple[str, int]]) -> dict[tuple[str, int], Cell]:
+        loads.append(keys)
+        return {("A", T0): Cell(count=60, revision=1)}
 
-    s.apply_dead_letter("A", T0, duplicate=True, load=load)
-    (e,) = s.take(T0 + (KEEP_MINUTES + 2) * MINUTE_US, [], expected)
-    assert loads == [("A", T0)]
+    s.apply_dead_letter("A", T0, duplicate=True)
+    s.apply_dead_letter("B", T0, duplicate=False)  # never emitted: nothing to read back
+    emits = s.take(T0 + (KEEP_MINUTES + 2) * MINUTE_US, [], expected, load)
+    assert loads == [[("A", T0), ("B", T0)]]  # one batch
+    e = next(e for e in emits if e.sensor_id == "A")
+    b = next(e for e in emits if e.sensor_id == "B")
+    assert (b.revision, b.quality.rejected) == (1, 1)
     assert (e.revision, e.quality.received, e.quality.duplicates) == (2, 61, 1)
 
 
 def test_the_state_survives_its_snapshot():
     s = QualityState()
-    s.take(T0, ["A"], expected)
-    s.apply_minute("A", T0, count=5, out_of_range=1, late=2, revision=3, load=no_load)
-    s.apply_dead_letter("B", T0, duplicate=False, load=no_load)
+    s.take(T0, ["A"], expected, no_load)
+    s.apply_minute("A", T0, count=5, out_of_range=1, late=2, revision=3)
+    s.apply_dead_letter("B", T0, duplicate=False)
     s.status_changes(T0, ["A"], expected)
     back = QualityState.restore(orjson.loads(orjson.dumps(s.snapshot())))
     assert back == s
@@ -185,10 +185,10 @@ def test_an_equal_1m_revision_with_other_figures_replaces_the_first():
     """After a crash the 1-minute job may emit a revision again, with the figures
     its replay reached: the later emission is the one its table holds."""
     s = QualityState()
-    s.take(T0, [], expected)
-    s.apply_minute("A", T0, count=30, out_of_range=0, late=0, revision=1, load=no_load)
-    s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1, load=no_load)
-    (e,) = s.take(T0 + MINUTE_US, [], expected)
+    s.take(T0, [], expected, no_load)
+    s.apply_minute("A", T0, count=30, out_of_range=0, late=0, revision=1)
+    s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1)
+    (e,) = s.take(T0 + MINUTE_US, [], expected, no_load)
     assert e.quality.received == 45
-    s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1, load=no_load)
-    assert s.take(T0 + MINUTE_US, [], expected) == []  # the same emission again
+    s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1)
+    assert s.take(T0 + MINUTE_US, [], expected, no_load) == []  # the same emission again
