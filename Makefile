@@ -7,8 +7,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
+QVENV := .venv-quality
+QPY := $(QVENV)/bin/python
 
-.PHONY: help up down status logs sql test unit integration lint bench constraints system-deps clean
+.PHONY: help up down status logs sql quality test unit integration lint bench constraints system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -19,7 +21,14 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e '.[dev]'
 	touch $@
 
-system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17, docker-compose (to validate)
+# Great Expectations in a virtualenv of its own: its pins and pandas stay out of ours.
+$(QVENV)/.installed: expectations/requirements.txt
+	$(PYTHON) -m venv $(QVENV)
+	$(QPY) -m pip install -q --upgrade pip
+	$(QPY) -m pip install -q -r expectations/requirements.txt
+	touch $@
+
+system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17, docker-compose (to validate), chromium and its driver (the portal's browser tests)
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_pub >/dev/null || missing="$$missing mosquitto-clients"; \
@@ -27,13 +36,15 @@ system-deps: ## Install Debian packages: mosquitto (and its clients, for the ben
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
+	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q $$missing; \
 	fi
 
-up: system-deps $(VENV)/.installed ## Install what is missing and run the whole pipeline in the background
-	$(PY) -m local up
+up: system-deps $(VENV)/.installed $(QVENV)/.installed ## Install what is missing and run the whole pipeline in the background (FAULTS=1: with injected faults, a demo)
+	$(PY) -m local up $(if $(FAULTS),--faults)
 
 down: ## Stop everything (the data in ./data is kept)
 	@$(PY) -m local down
@@ -47,8 +58,12 @@ sql: ## A Trino SQL prompt on the iceberg catalog (make up first)
 logs: ## Last log lines of every service (make logs F=1 to follow)
 	@$(PY) -m local logs $(if $(F),--follow)
 
-test: system-deps $(VENV)/.installed lint ## Lint, type-check and run the whole test suite
-	$(PY) -m pytest $(PYTEST_ARGS)
+quality: $(QVENV)/.installed ## Run the Great Expectations suites on the last hour now (make up first); Data Docs in the portal
+	QUALITY_DOCS_DIR=data/quality/data_docs $(QPY) -m expectations $(QUALITY_ARGS)
+
+test: system-deps $(VENV)/.installed $(QVENV)/.installed lint ## Lint, type-check and run the whole test suite
+	$(QPY) -m pytest --noconftest -q -p no:cacheprovider tests/quality $(PYTEST_ARGS)
+	$(PY) -m pytest --ignore=tests/quality $(PYTEST_ARGS)
 
 unit: $(VENV)/.installed ## Unit tests only (no services)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -59,7 +74,7 @@ integration: system-deps $(VENV)/.installed ## Integration tests only (start the
 lint: $(VENV)/.installed ## ruff and mypy
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
-	$(VENV)/bin/mypy iot_common iot_data_generator mqtt_bridge stream_jobs local
+	$(VENV)/bin/mypy iot_common iot_data_generator mqtt_bridge stream_jobs portal local
 
 bench: system-deps $(VENV)/.installed ## Throughput, freshness, latency and size benchmarks (prints figures)
 	$(PY) -m tests.bench
@@ -69,4 +84,4 @@ constraints: $(VENV)/.installed ## Re-pin the full dependency tree after changin
 	  $(PY) -m pip freeze --exclude-editable) > constraints.txt
 
 clean: down ## Stop and delete all local data (./data) and the virtualenv
-	rm -rf data $(VENV)
+	rm -rf data $(VENV) $(QVENV)

@@ -91,6 +91,7 @@ class Stack:
     # open to the `postgres` user when the stack runs as root.
     postgres_dir: Path | None = None
     trino_port: int = 8080
+    portal_port: int = 8090
     lake_url: str = ""
     # S3 endpoint and keys, when lake_url is s3://... (else unused)
     s3_endpoint: str = ""
@@ -397,6 +398,11 @@ class Stack:
             "LAKE_URL": self.lake_url,
             "HEALTH_PORT": str(self.bridge_health_port),
             "WEB_PORT": str(self.stream_web_port),
+            # The portal reads the catalogue from the stream jobs' web server.
+            "PORTAL_PORT": str(self.portal_port),
+            "STREAM_JOBS_URL": f"http://127.0.0.1:{self.stream_web_port}",
+            # Great Expectations' Data Docs: written by the quality runs, served by the portal.
+            "QUALITY_DOCS_DIR": str(self.data / "quality" / "data_docs"),
             "DATADIR": str(self.data / "stream_jobs"),
             "TRINO_HOST": "127.0.0.1",
             "TRINO_PORT": str(self.trino_port),
@@ -421,6 +427,10 @@ class Stack:
         health = _http_json(self.stream_web_port, "/health")
         return bool(health and health.get("healthy") and health.get("sql_views") == "ready")
 
+    def portal_ready(self) -> bool:
+        health = _http_json(self.portal_port, "/health")
+        return bool(health and health.get("healthy"))
+
 
 # -- the services --------------------------------------------------------------------
 
@@ -437,6 +447,9 @@ class Service:
     # Healthy now? (None: not probed; `make up` waits for every probed service)
     ready: Callable[[Stack], bool] | None = None
     stop_signal: str = "TERM"
+
+
+QUALITY_PYTHON = ROOT / ".venv-quality" / "bin" / "python"  # the Makefile makes it
 
 
 def _python(module: str) -> Callable[[Stack], list[str]]:
@@ -497,6 +510,22 @@ SERVICES: tuple[Service, ...] = (
         name="iot_data_generator",
         order=30,
         command=_python("iot_data_generator"),
+    ),
+    # The web entry point: reads the stream jobs' catalogue and Trino, serves pages.
+    Service(
+        name="portal",
+        order=40,
+        command=_python("portal"),
+        ready=Stack.portal_ready,
+    ),
+    # Great Expectations over what is archived, every QUALITY_EVERY_SECONDS, in a
+    # virtualenv of its own (GX's pins and pandas stay out of ours): `make up`
+    # creates it (the Makefile's .venv-quality target). Not probed: a run that
+    # fails is logged and the next one comes.
+    Service(
+        name="quality",
+        order=40,
+        command=lambda _stack: [str(QUALITY_PYTHON), "-m", "expectations", "--every", "600"],
     ),
 )
 

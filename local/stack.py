@@ -21,8 +21,22 @@ from local.services import SERVICES, Stack, health
 
 DATA = ROOT / "data"
 
+# `make up FAULTS=1`: the generator injects every kind of fault, for a demonstration
+# of the quality indicator, the statuses and the Great Expectations suites: a few
+# malformed, duplicate, late and out-of-range readings from every sensor, Sensor 4's
+# clock 30 s behind (all its readings late: degraded), Sensor 5 silent after 5 minutes.
+DEMO_FAULTS = {
+    "FAULT_MALFORMED": "0.01",
+    "FAULT_DUPLICATE": "0.01",
+    "FAULT_LATE": "0.02",
+    "FAULT_OUT_OF_RANGE": "0.03",
+    "FAULT_SILENT_SENSORS": "Sensor 5",
+    "FAULT_SILENT_AFTER_SECONDS": "300",
+    "FAULT_CLOCK_SKEW_SECONDS": '{"Sensor 4": -30}',
+}
 
-def stack() -> Stack:
+
+def stack(faults: bool = False) -> Stack:
     """The local stack; LAKE_URL=s3://... with S3_ENDPOINT_URL and AWS keys puts the lake on S3."""
     env = os.environ
     return Stack(
@@ -31,11 +45,12 @@ def stack() -> Stack:
         s3_endpoint=env.get("S3_ENDPOINT_URL", ""),
         s3_key=env.get("AWS_ACCESS_KEY_ID", ""),
         s3_secret=env.get("AWS_SECRET_ACCESS_KEY", ""),
+        env=dict(DEMO_FAULTS) if faults else {},
     )
 
 
-def up() -> None:
-    s = stack()
+def up(faults: bool = False) -> None:
+    s = stack(faults)
     for service in SERVICES:
         if service.prepare is not None:
             service.prepare(s)
@@ -48,7 +63,8 @@ def up() -> None:
         raise
     status()
     print(
-        f"\nMQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' "
+        f"\nPortal   http://localhost:{s.portal_port}/ (sensor status, quality, the catalogue)\n"
+        f"MQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' "
         f"(mosquitto_sub -p {s.mqtt_port} -t sensors -v)\n"
         f"Kafka    {s.bootstrap}, topics {topics.READINGS}, {topics.DEAD_LETTERS}, "
         f"{topics.SENSORS}, {topics.READINGS_1M}\n"
@@ -118,10 +134,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument("command", choices=["up", "down", "status", "logs", "sql"])
     parser.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
+    parser.add_argument(
+        "--faults", action="store_true", help="up: the generator injects faults (a demo)"
+    )
     args = parser.parse_args()
     try:
         if args.command == "up":
-            up()
+            up(args.faults)
         elif args.command == "down":
             down()
         elif args.command == "status":

@@ -21,10 +21,22 @@ def conf_path(s: Stack) -> Path:
     return s.run_dir / "supervisord.conf"
 
 
+def environment(env: dict[str, str]) -> str:
+    """supervisord's `environment=` value: each value quoted with a quote it does not
+    hold (a JSON value holds double quotes), `%` doubled (supervisord expands %(x)s)."""
+    parts = []
+    for key, value in env.items():
+        quote = "'" if '"' in value else '"'
+        if quote in value and "'" in value:
+            raise ValueError(f"{key}: a value with both kinds of quote cannot be passed")
+        parts.append(f"{key}={quote}{value.replace('%', '%%')}{quote}")
+    return ",".join(parts)
+
+
 def write_conf(s: Stack) -> Path:
     s.log_dir.mkdir(parents=True, exist_ok=True)
     s.run_dir.mkdir(parents=True, exist_ok=True)
-    env = ",".join(f'{k}="{v}"' for k, v in {**s.python_env(), **s.metastore_env()}.items())
+    env = environment({**s.python_env(), **s.metastore_env()})
     parts = [
         "[unix_http_server]",
         f"file={s.run_dir / 'supervisor.sock'}",

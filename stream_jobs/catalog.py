@@ -87,7 +87,9 @@ def sensor_status_sql(catalog: str, raw: str, curated: str) -> str:
     """Each sensor's status now, by the rule of stream_jobs.quality.status (its
     constants are written into the SQL from there): silent when its newest minute
     with readings ended SILENT_AFTER_S ago or more (or it never sent), degraded when
-    the mean score of its newest STATUS_MINUTES minutes is below DEGRADED_BELOW.
+    the mean score of its newest STATUS_MINUTES minutes is below DEGRADED_BELOW,
+    leaving out a minute with readings after one without (a start: partial), as
+    QualityState.recent_scores does.
     Every sensor of the list is shown, and any other that sent in the last day."""
     now = "CAST(current_timestamp AT TIME ZONE 'UTC' AS timestamp(6))"
     return f"""CREATE OR REPLACE VIEW {catalog}.{curated}.sensor_status
@@ -95,20 +97,32 @@ COMMENT 'Each sensor''s status now: silent (no reading for {SILENT_AFTER_S:.0f} 
 (mean score of its newest {STATUS_MINUTES} minutes below {DEGRADED_BELOW}) or ok, with its \
 last reading time and recent score. For alerts; history is in sensor_quality_1m.'
 AS WITH q AS (
-  SELECT sensor_id, window_end, received - duplicates AS readings, score,
-         row_number() OVER (PARTITION BY sensor_id ORDER BY window_start DESC) AS rn
+  SELECT sensor_id, window_start, window_end, received - duplicates AS readings, score,
+         lag(received - duplicates) OVER w AS readings_before,
+         lag(window_start) OVER w AS start_before
   FROM {catalog}.{curated}.sensor_quality_1m
-  WHERE window_date >= current_date - INTERVAL '1' DAY),
+  WHERE window_date >= current_date - INTERVAL '1' DAY
+  WINDOW w AS (PARTITION BY sensor_id ORDER BY window_start)),
+counted AS (
+  -- a minute with readings after one without is a start (partial): not counted
+  SELECT sensor_id, score,
+         row_number() OVER (PARTITION BY sensor_id ORDER BY window_start DESC) AS rn
+  FROM q
+  WHERE NOT (readings > 0 AND (start_before IS NULL OR readings_before = 0
+                               OR start_before <> window_start - INTERVAL '1' MINUTE))),
+recent AS (
+  SELECT sensor_id, avg(score) AS recent_score FROM counted
+  WHERE rn <= {STATUS_MINUTES} GROUP BY sensor_id),
 figures AS (
-  SELECT sensor_id,
-         max(window_end) FILTER (WHERE readings > 0) AS last_reading_at,
-         avg(score) FILTER (WHERE rn <= {STATUS_MINUTES}) AS recent_score,
+  SELECT sensor_id, max(window_end) FILTER (WHERE readings > 0) AS last_reading_at,
          max(window_end) AS checked_up_to
   FROM q GROUP BY sensor_id),
 sensors AS (
-  SELECT coalesce(s.sensor_id, f.sensor_id) AS sensor_id, f.last_reading_at, f.recent_score,
+  SELECT coalesce(s.sensor_id, f.sensor_id) AS sensor_id, f.last_reading_at, r.recent_score,
          f.checked_up_to
-  FROM {catalog}.{raw}.sensors_current s FULL OUTER JOIN figures f ON f.sensor_id = s.sensor_id)
+  FROM {catalog}.{raw}.sensors_current s
+  FULL OUTER JOIN figures f ON f.sensor_id = s.sensor_id
+  LEFT JOIN recent r ON r.sensor_id = f.sensor_id)
 SELECT sensor_id,
        CASE WHEN last_reading_at IS NULL
                  OR last_reading_at <= {now} - INTERVAL '{SILENT_AFTER_S:.0f}' SECOND

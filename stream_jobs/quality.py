@@ -41,6 +41,7 @@ SILENT_AFTER_S = 120.0  # no reading for this long: silent
 STATUS_MINUTES = 5  # a sensor's status weighs the scores of its newest minutes
 
 MINUTE_US = 60_000_000
+NEVER = 2**63
 # A sensor-minute that no 1-minute emission closed (only dead letters, or nothing
 # at all from a known sensor) is closed by the wall clock this long after its end:
 # longer than the 1-minute job's lateness plus its commit interval, so that the
@@ -197,7 +198,9 @@ class QualityState:
     * A changed minute is emitted, with the next revision, at the next `take`,
       once it is closed: a 1-minute emission exists for it, or the wall clock is
       CLOSE_AFTER_S past its end. Each closed minute of a known sensor that has
-      nothing at all is emitted too (received 0, score 0): silence is a figure.
+      nothing at all, after its first reading, is emitted too (received 0, score
+      0): silence is a figure. A sensor that never sent has no rows; its status
+      says it is silent.
     * Minutes older than KEEP_MINUTES after closing leave the state; one touched
       again is read back from the table (`load`, one batch at the next `take`) so
       its counts continue.
@@ -208,6 +211,7 @@ class QualityState:
     filled_until_us: int | None = None  # newest minute closed by the wall clock
     forgotten_before_us: int = 0  # minutes before this were pruned: read them back
     last_reading_us: dict[str, int] = field(default_factory=dict)  # per sensor
+    first_reading_us: dict[str, int] = field(default_factory=dict)  # minute start, per sensor
     statuses: dict[str, str] = field(default_factory=dict)
 
     def _cell(self, key: CellKey) -> Cell:
@@ -239,8 +243,11 @@ class QualityState:
         cell.minute_revision = revision
         cell.dirty = True
         if cell.unique:
-            end = minute_of(minute_us) + MINUTE_US
+            start = minute_of(minute_us)
+            end = start + MINUTE_US
             self.last_reading_us[sensor_id] = max(self.last_reading_us.get(sensor_id, 0), end)
+            first = self.first_reading_us.get(sensor_id)
+            self.first_reading_us[sensor_id] = start if first is None else min(first, start)
 
     def apply_dead_letter(self, sensor_id: str, minute_us: int, *, duplicate: bool) -> None:
         cell = self._cell((sensor_id, minute_of(minute_us)))
@@ -270,6 +277,8 @@ class QualityState:
         first = max(self.filled_until_us + MINUTE_US, oldest)
         for minute in range(first, closed_until + 1, MINUTE_US):
             for sid in known:
+                if self.first_reading_us.get(sid, NEVER) > minute:
+                    continue  # no silence before its first reading (it has no status yet)
                 cell = self.cells.setdefault((sid, minute), Cell())
                 if cell.revision == 0:
                     cell.dirty = True
@@ -290,11 +299,17 @@ class QualityState:
         self.forgotten_before_us = max(self.forgotten_before_us, horizon)
 
     def recent_scores(self, expected: Callable[[str], float]) -> dict[str, list[float]]:
-        """Scores of each sensor's newest STATUS_MINUTES emitted minutes."""
+        """Scores of each sensor's newest STATUS_MINUTES emitted minutes, leaving out
+        a minute with readings after one without (the sensor started or came back
+        within it: the minute is partial by nature, not a fault)."""
         by_sensor: dict[str, list[tuple[int, float]]] = {}
         for (sid, minute), cell in self.cells.items():
-            if cell.revision:
-                by_sensor.setdefault(sid, []).append((minute, cell.quality(expected(sid)).score))
+            if not cell.revision:
+                continue
+            before = self.cells.get((sid, minute - MINUTE_US))
+            if cell.unique and (before is None or not before.revision or not before.unique):
+                continue  # a start: partial
+            by_sensor.setdefault(sid, []).append((minute, cell.quality(expected(sid)).score))
         return {
             sid: [score for _, score in sorted(rows)[-STATUS_MINUTES:]]
             for sid, rows in by_sensor.items()
@@ -324,6 +339,7 @@ class QualityState:
             "filled_until_us": self.filled_until_us,
             "forgotten_before_us": self.forgotten_before_us,
             "last_reading_us": self.last_reading_us,
+            "first_reading_us": self.first_reading_us,
             "statuses": self.statuses,
         }
 
@@ -336,6 +352,7 @@ class QualityState:
             filled_until_us=doc.get("filled_until_us"),  # type: ignore[arg-type]
             forgotten_before_us=int(doc.get("forgotten_before_us") or 0),  # type: ignore[call-overload]
             last_reading_us=dict(doc.get("last_reading_us") or {}),  # type: ignore[call-overload]
+            first_reading_us=dict(doc.get("first_reading_us") or {}),  # type: ignore[call-overload]
             statuses=dict(doc.get("statuses") or {}),  # type: ignore[call-overload]
         )
 

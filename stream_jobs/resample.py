@@ -224,7 +224,20 @@ class Producer(Protocol):
     """What the job needs of a Kafka producer (confluent_kafka.Producer)."""
 
     def produce(self, topic: str, *, key: bytes, value: bytes) -> None: ...
+    def poll(self, timeout: float) -> int: ...
     def flush(self, timeout: float) -> int: ...
+
+
+def produce(producer: Producer, topic: str, *, key: bytes, value: bytes) -> None:
+    """Hand one record to the producer; when its queue is full (a checkpoint with
+    more emissions than the queue holds, as after a replay), wait for deliveries
+    to make room instead of failing."""
+    while True:
+        try:
+            producer.produce(topic, key=key, value=value)
+            return
+        except BufferError:
+            producer.poll(0.1)
 
 
 @dataclass(frozen=True)
@@ -334,8 +347,8 @@ class MinuteJob:
         first, last = self._first.pop(partition), self._next[partition] - 1
         now_us = time.time_ns() // 1000
         for e in emits:
-            self._producer.produce(
-                self.out_topic, key=e.sensor_id.encode(), value=emit_json(e, now_us)
+            produce(
+                self._producer, self.out_topic, key=e.sensor_id.encode(), value=emit_json(e, now_us)
             )
         if self._producer.flush(30):
             raise KafkaException(KafkaError(KafkaError._TIMED_OUT, "1m emissions not confirmed"))

@@ -67,7 +67,7 @@ from stream_jobs.quality import (
     reason_code,
 )
 from stream_jobs.records import received_us_of
-from stream_jobs.resample import KafkaHeaders, Producer
+from stream_jobs.resample import KafkaHeaders, Producer, produce
 from stream_jobs.tables import SENSOR_QUALITY_1M_REVISIONS, TS
 
 log = logging.getLogger(__name__)
@@ -353,12 +353,18 @@ class QualityJob:
         emits = self.state.take(now_us, known, self.sensors.expected, self.load)
         changes = self.state.status_changes(now_us, known, self.sensors.expected)
         for e in emits:
-            self._producer.produce(
-                self.out_topic, key=e.sensor_id.encode(), value=emission_json(e, now_us)
+            produce(
+                self._producer,
+                self.out_topic,
+                key=e.sensor_id.encode(),
+                value=emission_json(e, now_us),
             )
         for c in changes:
-            self._producer.produce(
-                self.status_topic, key=c.sensor_id.encode(), value=status_json(c, now_us)
+            produce(
+                self._producer,
+                self.status_topic,
+                key=c.sensor_id.encode(),
+                value=status_json(c, now_us),
             )
             log.info("quality: %s is %s (was %s)", c.sensor_id, c.status, c.previous)
         if self._producer.flush(30):

@@ -79,16 +79,33 @@ def test_a_minute_with_dead_letters_only_closes_by_the_wall_clock():
     assert e.quality.rejected == 1 and e.quality.received == 0 and e.quality.score == 0.0
 
 
-def test_a_known_sensor_that_sends_nothing_gets_minutes_of_zero_and_turns_silent():
+def test_a_sensor_that_stops_gets_minutes_of_zero_and_turns_silent():
     s = QualityState()
-    s.take(T0, ["quiet"], expected, no_load)
-    later = T0 + 3 * MINUTE_US + CLOSE_US
-    emits = s.take(later, ["quiet"], expected, no_load)
-    # every minute that closed after the first run: T0 - 1 min closed at T0 + 30 s
-    assert [e.minute_us for e in emits] == [T0 + m * MINUTE_US for m in (-1, 0, 1, 2)]
-    assert all(e.quality.received == 0 and e.quality.score == 0 for e in emits)
-    (change,) = s.status_changes(later, ["quiet"], expected)
-    assert change.status == "silent" and change.previous is None  # never heard of
+    s.take(T0, ["A", "never"], expected, no_load)
+    s.apply_minute("A", T0 + MINUTE_US, count=60, out_of_range=0, late=0, revision=1)
+    later = T0 + 4 * MINUTE_US + CLOSE_US
+    emits = s.take(later, ["A", "never"], expected, no_load)
+    # its minute, then a row of nothing for each minute that closed after it; none
+    # before its first reading, none for a sensor that never sent
+    assert [(e.sensor_id, e.minute_us, e.quality.received) for e in emits] == [
+        ("A", T0 + MINUTE_US, 60),
+        ("A", T0 + 2 * MINUTE_US, 0),
+        ("A", T0 + 3 * MINUTE_US, 0),
+    ]
+    changes = {c.sensor_id: c for c in s.status_changes(later, ["A", "never"], expected)}
+    assert changes["never"].status == "silent" and changes["never"].previous is None
+    assert changes["A"].status == "silent"  # last reading 2 min 30 s ago
+
+
+def test_a_sensors_first_minute_is_partial_and_does_not_count_toward_its_status():
+    s = QualityState()
+    s.take(T0, ["A"], expected, no_load)
+    s.apply_minute("A", T0, count=12, out_of_range=0, late=0, revision=1)  # started at :48
+    s.apply_minute("A", T0 + MINUTE_US, count=60, out_of_range=0, late=0, revision=1)
+    now = T0 + 2 * MINUTE_US + 1
+    s.take(now, ["A"], expected, no_load)
+    assert s.recent_scores(expected) == {"A": [1.0]}
+    assert [c.status for c in s.status_changes(now, ["A"], expected)] == ["ok"]
 
 
 def test_status_follows_the_recent_scores_and_the_last_reading():

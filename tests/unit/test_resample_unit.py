@@ -38,6 +38,9 @@ class FakeProducer:
     def produce(self, topic, *, key, value):
         self.produced.append((topic, key, value))
 
+    def poll(self, _timeout):
+        return 0
+
     def flush(self, _timeout):
         return 0  # all confirmed
 
@@ -377,3 +380,27 @@ def test_a_reading_received_well_after_its_dt_is_counted_late(table):
     assert (row["count"], row["late_count"]) == (60, 2)
     (produced,) = job._producer.produced
     assert orjson.loads(produced[2])["late_count"] == 2
+
+
+def test_a_full_producer_queue_waits_for_deliveries_instead_of_failing():
+    """A checkpoint after a replay may emit more than the producer's queue holds."""
+    from stream_jobs.resample import produce
+
+    class Full(FakeProducer):
+        def __init__(self):
+            super().__init__()
+            self.full, self.polls = 2, 0
+
+        def produce(self, topic, *, key, value):
+            if self.full:
+                self.full -= 1
+                raise BufferError("Local: Queue full")
+            super().produce(topic, key=key, value=value)
+
+        def poll(self, _timeout):
+            self.polls += 1
+            return 0
+
+    p = Full()
+    produce(p, "t", key=b"k", value=b"v")
+    assert p.produced == [("t", b"k", b"v")] and p.polls == 2
