@@ -401,8 +401,8 @@ def strip_private(value: Any) -> Any:
 async def pages_of_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
-    """Errors as pages (404 for unknown paths; 500, logged, for a bug), and our own
-    pages forbid loading anything from elsewhere (the Data Docs are GE's, not ours)."""
+    """Errors as pages (404 for unknown paths; 500, logged, for a bug), and every page,
+    the Data Docs too, forbids loading anything from elsewhere."""
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -414,8 +414,9 @@ async def pages_of_errors(
         response = html(
             render.error_page(500, "internal error (see the portal's log)", utcnow()), 500
         )
-    if not request.path.startswith(DOCS_PREFIX):
-        response.headers["Content-Security-Policy"] = CSP
+    # The Data Docs too: `make quality` strips their internet assets; the browser
+    # refuses any that remain.
+    response.headers["Content-Security-Policy"] = CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -577,6 +578,14 @@ def test_a_run_writes_the_summary_and_data_docs_that_link_its_results(monkeypatc
     assert "unique_sensor_ts: (sensor_id, ts) is unique" in page
     assert "value_in_range: value is within [0, 45]" in page
     assert "sensor_quality_1m: <b>not validated</b>" in index
+    # No page of the Data Docs loads anything from the internet; failures read as such.
+    for html_file in docs.rglob("*.html"):
+        text = html_file.read_text()
+        assert not re.search(r"""(?:src|href)=["']https?://(?!greatexpectations)""", text), (
+            html_file
+        )
+        assert 'id="iot-offline"' in text
+    assert "\\2718 FAILED" in page and "fa-times" in page
 
 
 def test_the_index_keeps_one_latest_block_and_prunes_old_results(monkeypatch, settings):

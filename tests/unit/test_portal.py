@@ -648,7 +648,7 @@ def test_no_catalogue_yet_is_said_and_the_data_docs_are_served(tmp_path):
 
         r = await client.get("/quality/docs/")
         assert r.status == 200 and await r.text() == "<h1>GE index</h1>"
-        assert "Content-Security-Policy" not in r.headers  # GE's site, not our page
+        assert "default-src 'none'" in r.headers["Content-Security-Policy"]  # nothing remote
         r = await client.get("/quality/docs", allow_redirects=False)
         assert r.status == 302 and r.headers["Location"] == "/quality/docs/"
         r = await client.get("/quality/docs/expectations", allow_redirects=False)
