@@ -30,6 +30,7 @@ from tests.bench import (
     stage_day,
     stage_e2e,
     stage_freshness,
+    stage_gx,
     stage_minutes,
     stage_quality,
     stage_queries,
@@ -104,6 +105,14 @@ STAGES = [
         stage_quality.run,
         frozenset({BROKERS, SQL}),
         (Option("--quality", 200_000, "1-minute emissions", smoke=5_000),),
+    ),
+    Stage(
+        "gx",
+        "one Great Expectations run (python -m expectations) over a day of 5 and of 100 "
+        "sensors backfilled into raw.readings: wall time, its parts, Trino queries",
+        stage_gx.run,
+        frozenset({BROKERS, SQL}),
+        (Option("--gx-interval", 1, "seconds between a sensor's readings", smoke=300),),
     ),
     Stage(
         "bridge",
