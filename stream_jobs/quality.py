@@ -167,7 +167,7 @@ def merged(base: Cell | None, new: Cell) -> Cell:
     if base is None:
         return replace(new, unloaded=False)
     fresh = new.minute_revision > 0
-    return Cell(
+    cell = Cell(
         count=new.count if fresh else base.count,
         out_of_range=new.out_of_range if fresh else base.out_of_range,
         late=new.late if fresh else base.late,
@@ -175,8 +175,12 @@ def merged(base: Cell | None, new: Cell) -> Cell:
         duplicates=base.duplicates + new.duplicates,
         rejected=base.rejected + new.rejected,
         revision=base.revision,
-        dirty=new.dirty,
     )
+    # The table keeps no 1-minute revision: an emission delivered again (a replay)
+    # is taken as fresh; when it changes nothing, nothing is emitted again.
+    figures = ("count", "out_of_range", "late", "duplicates", "rejected")
+    cell.dirty = any(getattr(cell, f) != getattr(base, f) for f in figures)
+    return cell
 
 
 def minute_of(us: int) -> int:
@@ -263,26 +267,33 @@ class QualityState:
         known: Iterable[str],
         expected: Callable[[str], float],
         load: Loader,
+        *,
+        close: bool = True,
     ) -> list[Emission]:
-        """The minutes to emit now, each with its next revision."""
+        """The minutes to emit now, each with its next revision. With `close` false
+        (the job is catching up on its inputs) no minute is closed by the wall clock:
+        only those a 1-minute emission closed."""
         unloaded = [k for k, c in self.cells.items() if c.unloaded]
         if unloaded:
             base = load(unloaded)
             for key in unloaded:
                 self.cells[key] = merged(base.get(key), self.cells[key])
         closed_until = minute_of(now_us - int(CLOSE_AFTER_S * 1e6)) - MINUTE_US
-        if self.filled_until_us is None:
+        if not close:
+            closed_until = min(closed_until, self.filled_until_us or -(2**62))
+        elif self.filled_until_us is None:
             self.filled_until_us = closed_until  # silence is counted from the first run on
-        oldest = closed_until - (FILL_MAX_MINUTES - 1) * MINUTE_US
-        first = max(self.filled_until_us + MINUTE_US, oldest)
-        for minute in range(first, closed_until + 1, MINUTE_US):
-            for sid in known:
-                if self.first_reading_us.get(sid, NEVER) > minute:
-                    continue  # no silence before its first reading (it has no status yet)
-                cell = self.cells.setdefault((sid, minute), Cell())
-                if cell.revision == 0:
-                    cell.dirty = True
-        self.filled_until_us = max(self.filled_until_us, closed_until)
+        else:
+            oldest = closed_until - (FILL_MAX_MINUTES - 1) * MINUTE_US
+            first = max(self.filled_until_us + MINUTE_US, oldest)
+            for minute in range(first, closed_until + 1, MINUTE_US):
+                for sid in known:
+                    if self.first_reading_us.get(sid, NEVER) > minute:
+                        continue  # no silence before its first reading (it has no status yet)
+                    cell = self.cells.setdefault((sid, minute), Cell())
+                    if cell.revision == 0:
+                        cell.dirty = True
+            self.filled_until_us = max(self.filled_until_us, closed_until)
         out = []
         for (sid, minute), cell in self.cells.items():
             if cell.dirty and (cell.minute_revision > 0 or minute <= closed_until):
@@ -291,12 +302,19 @@ class QualityState:
                 out.append(Emission(sid, minute, cell.quality(expected(sid)), cell.revision))
         return out
 
-    def prune(self, now_us: int) -> None:
-        """Forget closed, emitted minutes older than KEEP_MINUTES."""
+    def prune(self, now_us: int, known: Iterable[str] = ()) -> None:
+        """Forget closed, emitted minutes older than KEEP_MINUTES, and sensors not in
+        the list that are silent (published) with no minute left: ids are untrusted,
+        so what is kept of unknown ones must not grow without bound."""
         horizon = minute_of(now_us) - KEEP_MINUTES * MINUTE_US
         for key in [k for k, c in self.cells.items() if k[1] < horizon and not c.dirty]:
             del self.cells[key]
         self.forgotten_before_us = max(self.forgotten_before_us, horizon)
+        listed, with_cells = set(known), {sid for sid, _ in self.cells}
+        for sid in [s for s, st in self.statuses.items() if st == "silent"]:
+            if sid not in listed and sid not in with_cells:
+                for kept in (self.statuses, self.last_reading_us, self.first_reading_us):
+                    kept.pop(sid, None)
 
     def recent_scores(self, expected: Callable[[str], float]) -> dict[str, list[float]]:
         """Scores of each sensor's newest STATUS_MINUTES emitted minutes, leaving out
@@ -321,7 +339,9 @@ class QualityState:
         """Sensors whose status (quality.status) differs from the one last published."""
         scores = self.recent_scores(expected)
         changes = []
-        for sid in sorted({*known, *scores}):
+        # Listed sensors, and others that sent readings; an id only dead letters
+        # named (untrusted) gets no status.
+        for sid in sorted({*known, *self.last_reading_us}):
             last = self.last_reading_us.get(sid)  # never heard of: silent (as in SQL)
             silent_for = (now_us - last) / 1e6 if last is not None else math.inf
             new = status(scores.get(sid, []), silent_for)
@@ -360,6 +380,9 @@ class QualityState:
 DUPLICATE = "duplicate"  # the bridge's reason code for a repeated (sensor, dt)
 
 
+ATTRIBUTE_MAX_AGE_US = 86_400_000_000  # a dead letter's dt older than this: its receive minute
+
+
 def attribute(payload: bytes, received_us: int, bounds: TimeBounds) -> tuple[str, int] | None:
     """The (sensor, minute start) a dead letter counts against: the `id` of its
     payload when that is a JSON object naming one, the minute of its `dt` when that
@@ -371,13 +394,15 @@ def attribute(payload: bytes, received_us: int, bounds: TimeBounds) -> tuple[str
     if not isinstance(doc, dict):
         return None
     sid = doc.get("id")
-    if not isinstance(sid, str) or not sid or len(sid) > MAX_ID_LENGTH:
-        return None
+    if not isinstance(sid, str) or not sid.strip() or len(sid) > MAX_ID_LENGTH:
+        return None  # as the bridge's bad_id: no sensor
     try:
         ts_us = parse_dt(doc.get("dt"))
         check_event_time(ts_us, received_us, bounds)
     except InvalidReading:
         ts_us = received_us
+    if received_us - ts_us > ATTRIBUTE_MAX_AGE_US:
+        ts_us = received_us  # a day late or more: counts now, not in a long-closed minute
     return sid, minute_of(ts_us)
 
 

@@ -18,9 +18,13 @@ next offset of every partition of both input topics and the state's name, in one
 Iceberg commit. After a crash the job resumes from the state and offsets of the
 last commit that landed: each 1-minute emission and each dead letter counts
 exactly once in the table. Kafka emissions precede the commit (at least once):
-a consumer keeps the highest revision per (sensor_id, window_start). Status
-changes are published before the commit too, and a replay may publish the same
-change again (the topic is compacted: the latest status of every sensor stays).
+a consumer keeps the highest revision per (sensor_id, window_start), and among
+equal ones the latest emitted_at (a replay may emit a revision again with other
+figures: the table holds the later). Status changes are published before the
+commit too; after a restart every status is published again once the job has
+caught up (the topic is compacted: the latest status of every sensor stays).
+Minutes are closed by the wall clock, and silence judged, only once the job has
+caught up with its inputs since it started.
 
 No record stops the job: one it cannot read is counted (`skipped`) and logged.
 """
@@ -40,9 +44,9 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, TopicPartition
-from pyiceberg.expressions import And, GreaterThanOrEqual, In, LessThanOrEqual
+from pyiceberg.expressions import And, In
 
-from iot_common.contract import TimeBounds, parse_dt, to_us
+from iot_common.contract import TimeBounds, check_event_time, parse_dt, to_us
 from iot_common.crashpoints import crash_point
 from iot_common.kafka_io import ensure_topics, offsets_in_the_table, records_of
 from iot_common.stats import Counters
@@ -55,6 +59,7 @@ from iot_common.topics import (
 from stream_jobs.checkpoint import Checkpoint
 from stream_jobs.iceberg import IcebergTable, committed_offsets
 from stream_jobs.quality import (
+    CLOSE_AFTER_S,
     DUPLICATE,
     MINUTE_US,
     Cell,
@@ -75,6 +80,7 @@ log = logging.getLogger(__name__)
 STATE_PARTITION = 0  # one state document for the whole job, named under this partition
 IDLE_COMMIT_S = 60.0  # a checkpoint with nothing new commits at most this often
 LOGGED_SKIPS = 10  # unreadable records logged in full; then one a minute
+LOAD_CHUNK = 500  # minutes a read-back scan names at most
 
 
 def _iso(us: int) -> str:
@@ -234,6 +240,9 @@ class QualityJob:
         self.state = QualityState()
         self._next: dict[str, dict[int, int]] = {minutes_topic: {}, dlq_topic: {}}
         self._changed = False  # records applied since the last commit
+        self._started = time.monotonic()
+        self._caught_up = False  # a consume since the start found nothing new
+        self._restate = False  # publish every status at the next closing checkpoint
         self._last_commit = 0.0
         self._last_skip_log = 0.0
         self.recovered = threading.Event()
@@ -244,20 +253,21 @@ class QualityJob:
     def load(self, keys: list[CellKey]) -> dict[CellKey, Cell]:
         """The newest revision the table holds of each sensor-minute, in one scan
         (sensor-minutes touched again after they left the job's state)."""
-        first, last = min(k[1] for k in keys), max(k[1] for k in keys)
-        # pyiceberg's pydantic signatures confuse mypy (as stream_jobs.iceberg.equal)
-        among: Any = In
-        at_least: Any = GreaterThanOrEqual
-        at_most: Any = LessThanOrEqual
-        row_filter = And(
-            among("sensor_id", sorted({k[0] for k in keys})),
-            at_least("window_start", _iso(first)),
-            at_most("window_start", _iso(last)),
-        )
-        try:
-            rows = self.table.table.scan(row_filter=row_filter).to_arrow()
-        except OSError:  # files of an expired snapshot: read the current one
-            rows = self.table.refresh().scan(row_filter=row_filter).to_arrow()
+        # The exact minutes (not the span between the oldest and the newest: one
+        # dead letter dated long ago would widen it to all history), in chunks.
+        among: Any = In  # pyiceberg's pydantic signatures confuse mypy (as iceberg.equal)
+        sensors = sorted({k[0] for k in keys})
+        minutes = sorted({_iso(k[1]) for k in keys})
+        parts = []
+        for i in range(0, len(minutes), LOAD_CHUNK):
+            row_filter = And(
+                among("sensor_id", sensors), among("window_start", minutes[i : i + LOAD_CHUNK])
+            )
+            try:
+                parts.append(self.table.table.scan(row_filter=row_filter).to_arrow())
+            except OSError:  # files of an expired snapshot: read the current one
+                parts.append(self.table.refresh().scan(row_filter=row_filter).to_arrow())
+        rows = pa.concat_tables(parts)
         wanted, found = set(keys), {}
         for row in rows.sort_by([("revision", "ascending")]).to_pylist():
             start = row["window_start"]
@@ -318,11 +328,18 @@ class QualityJob:
         if not isinstance(sensor_id, str):
             raise ValueError(f"sensor_id is {type(sensor_id).__name__}")
         figures = {k: doc[k] for k in ("count", "out_of_range_count", "late_count", "revision")}
-        if not all(isinstance(v, int) and not isinstance(v, bool) for v in figures.values()):
-            raise ValueError(f"figures are not integers: {figures}")
+        if not all(
+            isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31
+            for v in figures.values()
+        ):
+            raise ValueError(f"figures are not counts: {figures}")
+        start = parse_dt(doc["window_start"])
+        # A time the tables and the topics can hold (a record of another producer
+        # could say year 9999): checked here, skipped, not failing the checkpoint.
+        check_event_time(start, time.time_ns() // 1000, self.bounds)
         self.state.apply_minute(
             sensor_id,
-            parse_dt(doc["window_start"]),
+            start,
             count=figures["count"],
             out_of_range=figures["out_of_range_count"],
             late=figures["late_count"],
@@ -350,8 +367,25 @@ class QualityJob:
     def checkpoint(self, now_us: int | None = None) -> None:
         now_us = time.time_ns() // 1000 if now_us is None else now_us
         known = self.sensors.known
-        emits = self.state.take(now_us, known, self.sensors.expected, self.load)
-        changes = self.state.status_changes(now_us, known, self.sensors.expected)
+        # The wall clock closes minutes and judges silence only once the job has
+        # caught up with its inputs since it started (and the 1-minute job had as
+        # long as a minute's closing takes to rejoin): a restart does not report
+        # every sensor silent for the minutes it was away.
+        close = self._caught_up and time.monotonic() - self._started >= CLOSE_AFTER_S
+        emits = self.state.take(now_us, known, self.sensors.expected, self.load, close=close)
+        changes = []
+        if close:
+            changes = self.state.status_changes(now_us, known, self.sensors.expected)
+            if self._restate:
+                # After a restart, every status again: one published before a crash
+                # may have been undone by the recovered state (the topic is compacted).
+                changed = {c.sensor_id for c in changes}
+                changes += [
+                    StatusChange(sid, st, st, None, self.state.last_reading_us.get(sid))
+                    for sid, st in sorted(self.state.statuses.items())
+                    if sid not in changed
+                ]
+                self._restate = False
         for e in emits:
             produce(
                 self._producer,
@@ -376,7 +410,7 @@ class QualityJob:
         idle = time.monotonic() - self._last_commit < IDLE_COMMIT_S
         if not (emits or changes or self._changed) and idle:
             return
-        self.state.prune(now_us)
+        self.state.prune(now_us, known)
         files = self.table.write(emissions_table(emits, now_us)) if emits else []
         self.checkpoints.commit(
             files,
@@ -400,7 +434,8 @@ class QualityJob:
             for p in sorted(partitions):
                 assignment.append(TopicPartition(topic, p, committed.get(p, OFFSET_BEGINNING)))
         consumer.assign(assignment)
-        self._last_commit = time.monotonic()
+        self._last_commit = self._started = time.monotonic()
+        self._caught_up, self._restate = False, True
         self.recovered.set()
         log.info("quality: reading %s", [(tp.topic, tp.partition, tp.offset) for tp in assignment])
 
@@ -424,6 +459,7 @@ class QualityJob:
         try:
             while not stop.is_set():
                 batch = consumer.consume(num_messages=10_000, timeout=0.2)
+                self._caught_up = self._caught_up or not batch
                 for msg in records_of(batch, "quality inputs"):
                     self.apply(
                         msg.topic(),  # type: ignore[arg-type]

@@ -209,3 +209,56 @@ def test_an_equal_1m_revision_with_other_figures_replaces_the_first():
     assert e.quality.received == 45
     s.apply_minute("A", T0, count=45, out_of_range=0, late=0, revision=1)
     assert s.take(T0 + MINUTE_US, [], expected, no_load) == []  # the same emission again
+
+
+def test_ids_only_dead_letters_name_get_no_status_and_unknown_silent_ones_are_forgotten():
+    """Ids are untrusted: what is kept of sensors not in the list stays bounded."""
+    s = QualityState()
+    s.take(T0, ["A"], expected, no_load)
+    for i in range(50):
+        s.apply_dead_letter(f"evil {i}", T0, duplicate=False)
+    s.apply_minute("stranger", T0, count=60, out_of_range=0, late=0, revision=1)
+    now = T0 + MINUTE_US + CLOSE_US
+    s.take(now, ["A"], expected, no_load)
+    assert {c.sensor_id for c in s.status_changes(now, ["A"], expected)} == {"A", "stranger"}
+    later = T0 + (KEEP_MINUTES + 5) * MINUTE_US
+    s.take(later, ["A"], expected, no_load)
+    s.status_changes(later, ["A"], expected)  # stranger: silent
+    s.prune(later, ["A"])
+    assert set(s.statuses) == {"A"} and "stranger" not in s.last_reading_us
+    assert not any(sid.startswith("evil") for sid, _ in s.cells)
+
+
+def test_while_catching_up_no_minute_is_closed_by_the_wall_clock():
+    s = QualityState()
+    s.take(T0, ["A"], expected, no_load)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=1)
+    s.apply_dead_letter("A", T0 + MINUTE_US, duplicate=False)
+    later = T0 + 10 * MINUTE_US
+    (e,) = s.take(later, ["A"], expected, no_load, close=False)  # its 1m window came
+    assert e.minute_us == T0
+    emits = s.take(later, ["A"], expected, no_load)  # caught up: the rest closes
+    assert [x.minute_us for x in emits] == [T0 + m * MINUTE_US for m in range(1, 9)]
+
+
+def test_a_replayed_1m_emission_of_a_pruned_minute_changes_nothing():
+    s = QualityState()
+    s.take(T0, [], expected, no_load)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=2)
+    s.take(T0 + MINUTE_US, [], expected, no_load)
+    s.prune(T0 + (KEEP_MINUTES + 2) * MINUTE_US)
+    s.apply_minute("A", T0, count=60, out_of_range=0, late=0, revision=2)  # again
+
+    def load(keys):
+        return {("A", T0): Cell(count=60, revision=1)}
+
+    assert s.take(T0 + (KEEP_MINUTES + 2) * MINUTE_US, [], expected, load) == []
+
+
+def test_a_blank_id_names_no_sensor_and_a_day_old_dt_counts_now():
+    received = T0 + 90_000_000
+    assert (
+        attribute(b'{"id": "   ", "dt": "2026-11-30T10:00:00"}', received, DEFAULT_BOUNDS) is None
+    )
+    old = orjson.dumps({"id": "S", "dt": "2001-01-01T00:00:00", "value": "x"})
+    assert attribute(old, received, DEFAULT_BOUNDS) == ("S", T0 + MINUTE_US)
