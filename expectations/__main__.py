@@ -23,6 +23,7 @@ import time
 from types import FrameType
 from typing import Any
 
+RETRY_UNAVAILABLE_S = 30.0  # Trino unreachable: the next try comes this soon
 log = logging.getLogger("expectations")
 
 
@@ -111,10 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     while not stop.is_set():
         started = time.monotonic()
         try:
-            once()
+            # Trino not up yet (the stack is starting): try again soon, not a
+            # whole period later, so the first Data Docs come within a minute.
+            period = every if once() != 1 else min(every, RETRY_UNAVAILABLE_S)
         except Exception:  # one failing run must not end the schedule
             log.exception("quality run failed; next in %g s", every)
-        stop.wait(max(0.0, every - (time.monotonic() - started)))
+            period = every
+        stop.wait(max(0.0, period - (time.monotonic() - started)))
     return 0
 
 

@@ -23,13 +23,14 @@ DATA = ROOT / "data"
 
 # `make up FAULTS=1`: the generator injects every kind of fault, for a demonstration
 # of the quality indicator, the statuses and the Great Expectations suites: a few
-# malformed, duplicate, late and out-of-range readings from every sensor, Sensor 4's
-# clock 30 s behind (all its readings late: degraded), Sensor 5 silent after 5 minutes.
+# malformed, duplicate, late and out-of-range readings from every sensor (about 0.97:
+# still ok, and the suites fail), Sensor 4's clock 30 s behind (all its readings late:
+# degraded), Sensor 5 silent after 5 minutes.
 DEMO_FAULTS = {
-    "FAULT_MALFORMED": "0.01",
-    "FAULT_DUPLICATE": "0.01",
-    "FAULT_LATE": "0.02",
-    "FAULT_OUT_OF_RANGE": "0.03",
+    "FAULT_MALFORMED": "0.005",
+    "FAULT_DUPLICATE": "0.005",
+    "FAULT_LATE": "0.005",
+    "FAULT_OUT_OF_RANGE": "0.01",
     "FAULT_SILENT_SENSORS": "Sensor 5",
     "FAULT_SILENT_AFTER_SECONDS": "300",
     "FAULT_CLOCK_SKEW_SECONDS": '{"Sensor 4": -30}',
@@ -67,7 +68,7 @@ def up(faults: bool = False) -> None:
         f"MQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' "
         f"(mosquitto_sub -p {s.mqtt_port} -t sensors -v)\n"
         f"Kafka    {s.bootstrap}, topics {topics.READINGS}, {topics.DEAD_LETTERS}, "
-        f"{topics.SENSORS}, {topics.READINGS_1M}\n"
+        f"{topics.SENSORS}, {topics.READINGS_1M}, {topics.QUALITY_1M}, {topics.QUALITY_STATUS}\n"
         f"Tables   Apache Iceberg in {s.lake_url}/warehouse (Parquet), catalogued in the "
         f"Hive Metastore thrift://127.0.0.1:{s.metastore_port}\n"
         f"SQL      Trino http://127.0.0.1:{s.trino_port}, catalog iceberg, schemas raw and "

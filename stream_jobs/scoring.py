@@ -327,7 +327,9 @@ class QualityJob:
         sensor_id = doc["sensor_id"]
         if not isinstance(sensor_id, str):
             raise ValueError(f"sensor_id is {type(sensor_id).__name__}")
-        figures = {k: doc[k] for k in ("count", "out_of_range_count", "late_count", "revision")}
+        figures = {k: doc[k] for k in ("count", "out_of_range_count", "revision")}
+        # absent in emissions from before it existed (a topic's older records)
+        figures["late_count"] = doc.get("late_count", 0)
         if not all(
             isinstance(v, int) and not isinstance(v, bool) and 0 <= v < 2**31
             for v in figures.values()

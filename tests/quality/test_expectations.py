@@ -675,6 +675,29 @@ def test_the_schedule_goes_on_after_a_failing_run(monkeypatch):
     assert len(calls) == 3
 
 
+def test_trino_unreachable_is_tried_again_soon_not_a_period_later(monkeypatch):
+    """`make up` starts the schedule before Trino answers: the first Data Docs come
+    within a minute, not after a whole period."""
+    calls = []
+
+    def fake_run_once(s):
+        calls.append(1)
+        if len(calls) == 1:
+            raise TrinoUnavailable("Trino at nowhere:1: starting")
+        os.kill(os.getpid(), signal.SIGTERM)
+        raise TrinoUnavailable("Trino at nowhere:1: starting")
+
+    monkeypatch.setattr(run, "run_once", fake_run_once)
+    monkeypatch.setattr(cli, "RETRY_UNAVAILABLE_S", 0.01)
+    handlers = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        assert cli.main(["--every", "3600"]) == 0  # would hang an hour without the retry
+    finally:
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+    assert len(calls) == 2
+
+
 def test_the_package_imports_nothing_of_the_platform():
     root = Path(run.__file__).parent
     for path in root.glob("*.py"):

@@ -262,3 +262,37 @@ def test_a_blank_id_names_no_sensor_and_a_day_old_dt_counts_now():
     )
     old = orjson.dumps({"id": "S", "dt": "2001-01-01T00:00:00", "value": "x"})
     assert attribute(old, received, DEFAULT_BOUNDS) == ("S", T0 + MINUTE_US)
+
+
+def test_the_job_reads_1m_emissions_from_before_late_count_existed():
+    """An existing installation's 1-minute topic holds emissions without late_count."""
+    from stream_jobs.scoring import QualityJob, SensorList
+
+    class Table:  # the job touches its table only at checkpoints
+        pass
+
+    job = QualityJob(
+        Table(),  # type: ignore[arg-type]
+        consumer_config={"bootstrap.servers": "unused"},
+        producer=None,  # type: ignore[arg-type]
+        sensors=SensorList(lambda: [], 1000),
+        minutes_topic="m",
+        dlq_topic="d",
+        out_topic="q",
+        status_topic="s",
+        commit_s=1,
+        bounds=DEFAULT_BOUNDS,
+    )
+    old = {
+        "sensor_id": "A",
+        "window_start": "2026-11-30T10:00:00.000000",
+        "count": 60,
+        "out_of_range_count": 0,
+        "revision": 1,
+    }
+    job.apply("m", 0, 0, orjson.dumps(old), None, 0)
+    job.apply("m", 0, 1, orjson.dumps({**old, "count": 2**40, "revision": 2}), None, 0)
+    job.apply("m", 0, 2, orjson.dumps({**old, "window_start": "9999-12-31T23:59:00"}), None, 0)
+    assert (job.stats.minutes_in, job.stats.skipped) == (1, 2)
+    (cell,) = job.state.cells.values()
+    assert (cell.count, cell.late, cell.minute_revision) == (60, 0, 1)
