@@ -69,6 +69,7 @@ def consume_all(bootstrap: str, topic: str, group: str, idle_s: float = 5) -> li
     return out
 
 
+@pytest.mark.timeout(600)  # two minutes of publishing, then the silent minute closes
 def test_each_fault_is_counted_exactly_and_shows_in_the_status(brokers, sql, tmp_path):
     sensors_file = tmp_path / "sensors.json"
     sensors_file.write_bytes(orjson.dumps(SENSORS))
