@@ -74,3 +74,15 @@ class KafkaSettings(CommonSettings):
     kafka_topic_quality_1m: str = topics.QUALITY_1M
     kafka_topic_quality_status: str = topics.QUALITY_STATUS
     kafka_readings_partitions: int = Field(default=topics.READINGS_PARTITIONS, ge=1)
+
+
+class TrinoSettings(CommonSettings):
+    """Trino and the SQL names of our tables (TRINO_HOST empty: no SQL). Each service
+    names itself in Trino's query list by its own TRINO_USER default."""
+
+    trino_host: str = "localhost"
+    trino_port: int = 8080
+    trino_user: str = "iot"
+    trino_catalog: str = "iceberg"
+    raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated ones
+    curated_schema: str = "curated"

@@ -7,10 +7,10 @@ from pathlib import Path
 from pydantic import Field
 from pydantic_settings import SettingsConfigDict
 
-from iot_common.settings import KafkaSettings
+from iot_common.settings import KafkaSettings, TrinoSettings
 
 
-class PortalSettings(KafkaSettings):
+class PortalSettings(KafkaSettings, TrinoSettings):
     """Environment variables of `python -m portal` (names are the upper-case fields).
 
     PORTAL_HOST, PORTAL_PORT       where the pages are served (127.0.0.1:8090)
@@ -36,12 +36,7 @@ class PortalSettings(KafkaSettings):
     stream_jobs_url: str = "http://localhost:6066"
     catalogue_refresh_seconds: float = Field(default=60.0, gt=0)
 
-    trino_host: str = "localhost"
-    trino_port: int = 8080
-    trino_user: str = "iot-portal"
-    trino_catalog: str = "iceberg"
-    raw_schema: str = "raw"
-    curated_schema: str = "curated"
+    trino_user: str = "iot-portal"  # the rest of Trino's settings: TrinoSettings
     trino_timeout_seconds: float = Field(default=20.0, gt=0)
     facts_cache_seconds: float = Field(default=15.0, ge=0)
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -160,16 +160,22 @@ def build_jobs(s: StreamSettings) -> Jobs:
         ),
     ]
     kafka = {"bootstrap.servers": s.kafka_bootstrap_servers}
+
+    def emitter() -> Producer:
+        """A producer of a job's emissions (each job its own: flushes do not mix)."""
+        return Producer({**kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 20})
+
+    def sensor_list() -> Iterator[tuple[bytes | None, bytes | None]]:
+        """iot.sensors read whole, as the jobs that need the sensor list read it."""
+        return read_partitions(
+            s.kafka_bootstrap_servers, s.kafka_topic_sensors, group=READBACK_GROUP
+        )
+
     minutes = MinuteJob(
         table(READINGS_1M_REVISIONS),
         consumer_config={**kafka, "group.id": f"{s.consumer_group_prefix}.readings_1m"},
-        producer=Producer({**kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 20}),
-        ranges=SensorRanges(
-            lambda: read_partitions(
-                s.kafka_bootstrap_servers, s.kafka_topic_sensors, group=READBACK_GROUP
-            ),
-            s.kafka_topic_sensors,
-        ),
+        producer=emitter(),
+        ranges=SensorRanges(sensor_list, s.kafka_topic_sensors),
         readings_topic=s.kafka_topic_readings,
         out_topic=s.kafka_topic_1m,
         policy=WindowPolicy(
@@ -184,13 +190,8 @@ def build_jobs(s: StreamSettings) -> Jobs:
     quality = QualityJob(
         table(SENSOR_QUALITY_1M_REVISIONS),
         consumer_config={**kafka, "group.id": f"{s.consumer_group_prefix}.sensor_quality_1m"},
-        producer=Producer({**kafka, "enable.idempotence": True, "acks": "all", "linger.ms": 20}),
-        sensors=SensorList(
-            lambda: read_partitions(
-                s.kafka_bootstrap_servers, s.kafka_topic_sensors, group=READBACK_GROUP
-            ),
-            s.expected_interval_ms,
-        ),
+        producer=emitter(),
+        sensors=SensorList(sensor_list, s.expected_interval_ms),
         minutes_topic=s.kafka_topic_1m,
         dlq_topic=s.kafka_topic_dlq,
         out_topic=s.kafka_topic_quality_1m,

@@ -81,18 +81,37 @@ LOGGED_ERRORS = 10  # record failures logged in full; then one a minute
 IDLE_COMMIT_S = 60.0  # a checkpoint with nothing to emit commits at most this often
 
 
+def header_dict(headers: KafkaHeaders) -> dict[str, bytes]:
+    """A record's headers as Kafka gives them, by name, as bytes: of a repeated name
+    the last wins (as in the archive's dict()); a header without a value is absent."""
+    pairs = headers.items() if isinstance(headers, dict) else headers or ()
+    return {
+        name: raw.encode() if isinstance(raw, str) else raw
+        for name, raw in pairs
+        if raw is not None
+    }
+
+
 def record_received_us(headers: KafkaHeaders, timestamp_ms: int) -> int:
     """When the platform received a record (stream_jobs.tables.received_us_of)."""
-    pairs = headers.items() if isinstance(headers, dict) else headers or ()
-    found: dict[str, bytes] = {}
-    for name, raw in pairs:
-        if name == "received_at" and raw is not None:
-            # the last one wins, as in the archive's dict()
-            found = {name: raw.encode() if isinstance(raw, str) else raw}
-    return received_us_of(found, timestamp_ms)
+    return received_us_of(header_dict(headers), timestamp_ms)
 
 
-def _iso(us: int) -> str:
+SensorEntries = Callable[[], Iterable[tuple[bytes | None, bytes | None]]]
+
+
+def latest_entries(read: SensorEntries) -> dict[bytes, bytes]:
+    """The entries of a compacted topic that `read` yields whole: the last value of
+    each key; a key whose last value is a tombstone (removed) is absent."""
+    entries: dict[bytes, bytes | None] = {}
+    for key, value in read():
+        if key is not None:
+            entries[key] = value
+    return {key: value for key, value in entries.items() if value is not None}
+
+
+def iso_us(us: int) -> str:
+    """µs since the epoch as naive UTC ISO-8601 with microseconds (our messages' times)."""
     return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
 
 
@@ -102,8 +121,8 @@ def emit_json(e: Emit, emitted_at_us: int) -> bytes:
     return orjson.dumps(
         {
             "sensor_id": e.sensor_id,
-            "window_start": _iso(e.window_start_us),
-            "window_end": _iso(e.window_end_us),
+            "window_start": iso_us(e.window_start_us),
+            "window_end": iso_us(e.window_end_us),
             "mean": a.mean,
             "min": a.min,
             "max": a.max,
@@ -112,7 +131,7 @@ def emit_json(e: Emit, emitted_at_us: int) -> bytes:
             "late_count": a.late_count,
             "sum": a.sum,
             "revision": a.revision,
-            "emitted_at": _iso(emitted_at_us),
+            "emitted_at": iso_us(emitted_at_us),
         }
     )
 
@@ -162,9 +181,7 @@ class SensorRanges:
     """Valid range of each sensor, from the compacted topic iot.sensors, which
     `read` yields whole as (key, value) pairs (stream_jobs.app: read_partitions)."""
 
-    def __init__(
-        self, read: Callable[[], Iterable[tuple[bytes | None, bytes | None]]], topic: str
-    ) -> None:
+    def __init__(self, read: SensorEntries, topic: str) -> None:
         self.read, self.topic = read, topic
         self.ranges: dict[str, tuple[float, float]] = {}
         self.refreshed = 0.0
@@ -175,14 +192,8 @@ class SensorRanges:
         UTF-8, a value that is not a JSON object with a [min, max] range of two
         numbers) is skipped, logged once per key: its sensor has no known range.
         Only Kafka failing raises."""
-        entries: dict[bytes, bytes | None] = {}
-        for key, value in self.read():
-            if key is not None:
-                entries[key] = value
         ranges = {}
-        for key, value in entries.items():
-            if value is None:
-                continue  # a tombstone: the sensor was removed
+        for key, value in latest_entries(self.read).items():
             try:
                 sid = key.decode()
             except UnicodeDecodeError:

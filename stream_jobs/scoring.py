@@ -35,9 +35,8 @@ import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -72,7 +71,15 @@ from stream_jobs.quality import (
     reason_code,
 )
 from stream_jobs.records import received_us_of
-from stream_jobs.resample import KafkaHeaders, Producer, produce
+from stream_jobs.resample import (
+    KafkaHeaders,
+    Producer,
+    SensorEntries,
+    header_dict,
+    iso_us,
+    latest_entries,
+    produce,
+)
 from stream_jobs.tables import SENSOR_QUALITY_1M_REVISIONS, TS
 
 log = logging.getLogger(__name__)
@@ -83,18 +90,14 @@ LOGGED_SKIPS = 10  # unreadable records logged in full; then one a minute
 LOAD_CHUNK = 500  # minutes a read-back scan names at most
 
 
-def _iso(us: int) -> str:
-    return datetime.fromtimestamp(us / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")
-
-
 def emission_json(e: Emission, emitted_at_us: int) -> bytes:
     """The Kafka message of one emission (contract iot.quality.1m)."""
     q = e.quality
     return orjson.dumps(
         {
             "sensor_id": e.sensor_id,
-            "window_start": _iso(e.minute_us),
-            "window_end": _iso(e.minute_us + MINUTE_US),
+            "window_start": iso_us(e.minute_us),
+            "window_end": iso_us(e.minute_us + MINUTE_US),
             "expected": q.expected,
             "received": q.received,
             "valid": q.valid,
@@ -104,7 +107,7 @@ def emission_json(e: Emission, emitted_at_us: int) -> bytes:
             "rejected": q.rejected,
             "score": q.score,
             "revision": e.revision,
-            "emitted_at": _iso(emitted_at_us),
+            "emitted_at": iso_us(emitted_at_us),
         }
     )
 
@@ -117,8 +120,8 @@ def status_json(c: StatusChange, changed_at_us: int) -> bytes:
             "status": c.status,
             "previous": c.previous,
             "recent_score": c.recent_score,
-            "last_reading_at": None if c.last_reading_us is None else _iso(c.last_reading_us),
-            "changed_at": _iso(changed_at_us),
+            "last_reading_at": None if c.last_reading_us is None else iso_us(c.last_reading_us),
+            "changed_at": iso_us(changed_at_us),
         }
     )
 
@@ -166,27 +169,18 @@ class SensorList:
     """The sensors of the compacted topic iot.sensors (read whole by `read`) and
     how many readings a minute each is expected to send."""
 
-    def __init__(
-        self,
-        read: Callable[[], Iterable[tuple[bytes | None, bytes | None]]],
-        default_interval_ms: float,
-    ) -> None:
+    def __init__(self, read: SensorEntries, default_interval_ms: float) -> None:
         self.read, self.default_interval_ms = read, default_interval_ms
         self.intervals: dict[str, float | None] = {}
 
     def refresh(self) -> None:
-        entries: dict[bytes, bytes | None] = {}
-        for key, value in self.read():
-            if key is not None:
-                entries[key] = value
         intervals = {}
-        for key, value in entries.items():
+        for key, value in latest_entries(self.read).items():
             try:
                 sid = key.decode()
             except UnicodeDecodeError:
                 continue  # not a sensor a reading can name
-            if value is not None:
-                intervals[sid] = interval_of(value)
+            intervals[sid] = interval_of(value)
         self.intervals = intervals
 
     @property
@@ -257,7 +251,7 @@ class QualityJob:
         # dead letter dated long ago would widen it to all history), in chunks.
         among: Any = In  # pyiceberg's pydantic signatures confuse mypy (as iceberg.equal)
         sensors = sorted({k[0] for k in keys})
-        minutes = sorted({_iso(k[1]) for k in keys})
+        minutes = sorted({iso_us(k[1]) for k in keys})
         parts = []
         for i in range(0, len(minutes), LOAD_CHUNK):
             row_filter = And(
@@ -350,11 +344,7 @@ class QualityJob:
         self.stats.minutes_in += 1
 
     def _apply_dead_letter(self, value: bytes, headers: KafkaHeaders, timestamp_ms: int) -> None:
-        pairs = headers.items() if isinstance(headers, dict) else headers or ()
-        found: dict[str, bytes] = {}
-        for name, raw in pairs:
-            if raw is not None:
-                found[name] = raw.encode() if isinstance(raw, str) else raw
+        found = header_dict(headers)
         self.stats.dead_letters_in += 1
         received_us = received_us_of(found, timestamp_ms)
         target = attribute(value, received_us, self.bounds)

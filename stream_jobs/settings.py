@@ -5,10 +5,10 @@ from __future__ import annotations
 from pydantic import Field, SecretStr
 from pydantic_settings import SettingsConfigDict
 
-from iot_common.settings import ContractSettings, KafkaSettings
+from iot_common.settings import ContractSettings, KafkaSettings, TrinoSettings
 
 
-class StreamSettings(ContractSettings, KafkaSettings):
+class StreamSettings(ContractSettings, KafkaSettings, TrinoSettings):
     """Environment variables of `python -m stream_jobs` (names are the upper-case fields)."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
@@ -45,12 +45,8 @@ class StreamSettings(ContractSettings, KafkaSettings):
     metastore_port: int = 9083
 
     # Trino, for the views over the tables and for snapshot expiry ("" = neither).
-    trino_host: str = "localhost"
-    trino_port: int = 8080
+    # (TRINO_HOST, TRINO_PORT, TRINO_CATALOG, RAW_SCHEMA, CURATED_SCHEMA: TrinoSettings)
     trino_user: str = "iot-stream-jobs"
-    trino_catalog: str = "iceberg"
-    raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated ones
-    curated_schema: str = "curated"
     # Trino's Kafka catalog for the live view raw.readings_live ("" = no live view),
     # which reads the newest readings (this many seconds) from Kafka, older from the archive.
     trino_kafka_catalog: str = "kafka"

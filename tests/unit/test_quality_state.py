@@ -264,14 +264,13 @@ def test_a_blank_id_names_no_sensor_and_a_day_old_dt_counts_now():
     assert attribute(old, received, DEFAULT_BOUNDS) == ("S", T0 + MINUTE_US)
 
 
-def test_the_job_reads_1m_emissions_from_before_late_count_existed():
-    """An existing installation's 1-minute topic holds emissions without late_count."""
+def a_job():
     from stream_jobs.scoring import QualityJob, SensorList
 
     class Table:  # the job touches its table only at checkpoints
         pass
 
-    job = QualityJob(
+    return QualityJob(
         Table(),  # type: ignore[arg-type]
         consumer_config={"bootstrap.servers": "unused"},
         producer=None,  # type: ignore[arg-type]
@@ -283,6 +282,11 @@ def test_the_job_reads_1m_emissions_from_before_late_count_existed():
         commit_s=1,
         bounds=DEFAULT_BOUNDS,
     )
+
+
+def test_the_job_reads_1m_emissions_from_before_late_count_existed():
+    """An existing installation's 1-minute topic holds emissions without late_count."""
+    job = a_job()
     old = {
         "sensor_id": "A",
         "window_start": "2026-11-30T10:00:00.000000",
@@ -296,3 +300,46 @@ def test_the_job_reads_1m_emissions_from_before_late_count_existed():
     assert (job.stats.minutes_in, job.stats.skipped) == (1, 2)
     (cell,) = job.state.cells.values()
     assert (cell.count, cell.late, cell.minute_revision) == (60, 0, 1)
+
+
+def test_hostile_dead_letters_are_counted_or_skipped_never_raised():
+    """Dead letters are whatever reached the bridge: any bytes, any headers."""
+    job = a_job()
+    named = orjson.dumps({"id": "A", "dt": "2026-11-30T10:00:30", "value": "x"})
+    records = [
+        (named, [("reason", b"\xff\xfe: not UTF-8"), ("received_at", b"garbage")]),
+        (named, {"reason": "duplicate: again", "received_at": None}),
+        (named, None),
+        (b"\x00" * 5000, [("reason", None)]),
+        (None, [("received_at", b"2026-11-30T10:01:00Z")]),
+        (b'{"id": ["A"], "dt": 5}', []),
+    ]
+    for offset, (value, headers) in enumerate(records):
+        job.apply("d", 0, offset, value, headers, 1_796_000_000_000)
+    assert job.stats.skipped == 0 and job.stats.dead_letters_in == 6
+    assert job.stats.unattributed == 3
+    (cell,) = job.state.cells.values()
+    assert (cell.duplicates, cell.rejected) == (1, 2)
+
+
+def test_the_sensor_list_skips_what_it_cannot_use():
+    from stream_jobs.scoring import SensorList
+
+    entries = [
+        (b"A", orjson.dumps({"range": [0, 1], "interval_ms": 2000})),
+        (b"B", orjson.dumps({"interval_ms": "fast"})),
+        (b"C", orjson.dumps({"interval_ms": -5})),
+        (b"D", b"not json"),
+        (b"E", orjson.dumps({"interval_ms": True})),
+        (b"F", b'{"interval_ms": 1e400}'),  # beyond a float
+        (b"\xff", orjson.dumps({"interval_ms": 1000})),
+        (b"G", orjson.dumps({"interval_ms": 500})),
+        (b"G", None),  # removed
+        (None, b"{}"),
+    ]
+    sensors = SensorList(lambda: entries, 1000)
+    sensors.refresh()
+    assert sensors.known == ["A", "B", "C", "D", "E", "F"]
+    assert sensors.expected("A") == 30.0
+    assert {sensors.expected(s) for s in "BCDEF"} == {60.0}  # the default interval
+    assert sensors.expected("never listed") == 60.0
