@@ -142,6 +142,15 @@ def trino_cli() -> Path:
     return jar
 
 
+def trino_jdbc() -> Path:
+    """Trino's JDBC driver (what DBeaver downloads), a single jar without dependencies."""
+    v = versions()
+    jar = CACHE / f"trino-jdbc-{v['TRINO_VERSION']}.jar"
+    if not jar.exists():
+        _maven_artifact(f"io.trino:trino-jdbc:{v['TRINO_VERSION']}:jar", CACHE)
+    return jar
+
+
 def postgres_bin() -> Path:
     """The newest PostgreSQL server Debian's packages installed."""
     found = sorted(
