@@ -9,11 +9,12 @@ SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 PYTEST_ARGS ?=
 QVENV := .venv-quality
 QPY := $(QVENV)/bin/python
+SVENV := .venv-superset
 
-.PHONY: help up down status logs sql quality test unit integration lint bench constraints system-deps clean
+.PHONY: help up down status logs sql quality superset superset-export test unit integration lint bench constraints system-deps clean
 
 help: ## List the targets
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +29,20 @@ $(QVENV)/.installed: expectations/requirements.txt
 	$(QPY) -m pip install -q -r expectations/requirements.txt
 	touch $@
 
-system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17, docker-compose (to validate), chromium and its driver (the portal's browser tests)
+# Apache Superset in a virtualenv of its own, from the full pinned tree of bi/requirements.txt.
+$(SVENV)/.installed: bi/requirements.txt
+	$(PYTHON) -m venv $(SVENV)
+	$(SVENV)/bin/python -m pip install -q --upgrade pip
+	$(SVENV)/bin/python -m pip install -q -r bi/requirements.txt
+	touch $@
+
+system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17 (its compiler runs the JDBC test's probe), docker-compose (to validate), chromium and its driver (the portal's browser tests)
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_pub >/dev/null || missing="$$missing mosquitto-clients"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
@@ -45,6 +54,12 @@ system-deps: ## Install Debian packages: mosquitto (and its clients, for the ben
 
 up: system-deps $(VENV)/.installed $(QVENV)/.installed ## Install what is missing and run the whole pipeline in the background (FAULTS=1: with injected faults, a demo)
 	$(PY) -m local up $(if $(FAULTS),--faults)
+
+superset: system-deps $(VENV)/.installed $(QVENV)/.installed $(SVENV)/.installed ## Install Apache Superset (BI dashboards as code in bi/) and run the pipeline with it; make up starts it from then on
+	$(PY) -m local up $(if $(FAULTS),--faults)
+
+superset-export: ## Write the dashboards as the running Superset has them back into bi/dashboards (then review the diff)
+	$(PY) -m local superset-export
 
 down: ## Stop everything (the data in ./data is kept)
 	@$(PY) -m local down
@@ -61,7 +76,7 @@ logs: ## Last log lines of every service (make logs F=1 to follow)
 quality: $(QVENV)/.installed ## Run the Great Expectations suites on the last hour now (make up first); Data Docs in the portal
 	QUALITY_DOCS_DIR=data/quality/data_docs $(QPY) -m expectations $(QUALITY_ARGS)
 
-test: system-deps $(VENV)/.installed $(QVENV)/.installed lint ## Lint, type-check and run the whole test suite
+test: system-deps $(VENV)/.installed $(QVENV)/.installed $(SVENV)/.installed lint ## Lint, type-check and run the whole test suite
 	$(QPY) -m pytest --noconftest -q -p no:cacheprovider tests/quality $(PYTEST_ARGS)
 	$(PY) -m pytest --ignore=tests/quality $(PYTEST_ARGS)
 
@@ -84,4 +99,4 @@ constraints: $(VENV)/.installed ## Re-pin the full dependency tree after changin
 	  $(PY) -m pip freeze --exclude-editable) > constraints.txt
 
 clean: down ## Stop and delete all local data (./data) and the virtualenv
-	rm -rf data $(VENV) $(QVENV)
+	rm -rf data $(VENV) $(QVENV) $(SVENV)

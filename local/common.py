@@ -7,6 +7,8 @@ module here may import it.
 
 from __future__ import annotations
 
+import os
+import secrets
 import socket
 import time
 from collections.abc import Callable
@@ -50,3 +52,32 @@ def wait_for(predicate: Callable[[], object], timeout_s: float, what: str) -> No
             return
         time.sleep(0.2)
     raise StackError(f"{what} did not become ready within {timeout_s:.0f} s")
+
+
+DOTENV = ROOT / ".env"  # secrets of this machine; never committed (.gitignore)
+
+
+def dotenv(path: Path = DOTENV) -> dict[str, str]:
+    """The KEY=VALUE lines of `.env` (missing file: empty); quotes around a value dropped."""
+    if not path.exists():
+        return {}
+    out = {}
+    for line in path.read_text().splitlines():
+        line = line.strip()
+        if line and not line.startswith("#") and "=" in line:
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip().strip("'\"")
+    return out
+
+
+def ensure_secrets(names: tuple[str, ...], path: Path = DOTENV) -> list[str]:
+    """Append a random value to `.env` for each of `names` it lacks (readable by its
+    owner only); the names added. Values already there (or set in the environment
+    of the caller, as in CI) are kept."""
+    have = dotenv(path)
+    missing = [n for n in names if n not in have and not os.environ.get(n)]
+    if missing:
+        with path.open("a") as f:
+            f.writelines(f"{n}={secrets.token_urlsafe(24)}\n" for n in missing)
+        path.chmod(0o600)
+    return missing

@@ -28,7 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iot_common import topics
-from local.common import ROOT, StackError, free_port, port_open, versions, wait_for
+from local.common import (
+    ROOT,
+    StackError,
+    dotenv,
+    free_port,
+    port_open,
+    versions,
+    wait_for,
+)
 from local.install import (
     java_bin,
     kafka_libs,
@@ -92,6 +100,7 @@ class Stack:
     postgres_dir: Path | None = None
     trino_port: int = 8080
     portal_port: int = 8090
+    superset_port: int = 8088
     lake_url: str = ""
     # S3 endpoint and keys, when lake_url is s3://... (else unused)
     s3_endpoint: str = ""
@@ -431,6 +440,35 @@ class Stack:
         health = _http_json(self.portal_port, "/health")
         return bool(health and health.get("healthy"))
 
+    # superset (BI, optional: `make superset` installs it) ---------------------------
+
+    def superset_env(self) -> dict[str, str]:
+        """Superset's own settings (bi/superset_config.py, bi/superset_service.py):
+        its secrets from the environment, else `.env` (make superset writes them)."""
+        given = {**dotenv(), **os.environ, **self.env}
+        return {
+            "SUPERSET_CONFIG_PATH": str(ROOT / "bi" / "superset_config.py"),
+            "SUPERSET_HOME": str(self.data / "superset"),
+            "SUPERSET_PORT": str(self.superset_port),
+            "SUPERSET_TRINO_URI": f"trino://{SUPERSET_TRINO_USER}@127.0.0.1:{self.trino_port}"
+            f"/{SUPERSET_CATALOG}",
+            "SUPERSET_ADMIN_USER": given.get("SUPERSET_ADMIN_USER", "admin"),
+            **{k: given[k] for k in SUPERSET_SECRETS if k in given},
+            **{k: given[k] for k in ("RAW_SCHEMA", "CURATED_SCHEMA") if k in given},
+        }
+
+    def superset_cmd(self) -> list[str]:
+        return [str(SUPERSET_PYTHON), str(ROOT / "bi" / "superset_service.py")]
+
+    def superset_ready(self) -> bool:
+        """Its web server answers /health (it starts once the dashboards are imported)."""
+        try:
+            url = f"http://127.0.0.1:{self.superset_port}/health"
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return bool(resp.status == 200)
+        except (urllib.error.URLError, OSError):
+            return False
+
 
 # -- the services --------------------------------------------------------------------
 
@@ -447,6 +485,17 @@ class Service:
     # Healthy now? (None: not probed; `make up` waits for every probed service)
     ready: Callable[[Stack], bool] | None = None
     stop_signal: str = "TERM"
+    # Environment of this service only (the shared one is the Python services').
+    env: Callable[[Stack], dict[str, str]] | None = None
+    # Part of the stack on this machine? (False: skipped; an optional, installed part)
+    enabled: Callable[[], bool] = lambda: True
+
+
+# Apache Superset: its own virtualenv (`make superset`), its login and key in .env.
+SUPERSET_PYTHON = ROOT / ".venv-superset" / "bin" / "python"
+SUPERSET_SECRETS = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD")
+SUPERSET_TRINO_USER = "iot-superset"
+SUPERSET_CATALOG = "iceberg"  # the catalog that holds our tables
 
 
 QUALITY_PYTHON = ROOT / ".venv-quality" / "bin" / "python"  # the Makefile makes it
@@ -527,9 +576,19 @@ SERVICES: tuple[Service, ...] = (
         order=40,
         command=lambda _stack: [str(QUALITY_PYTHON), "-m", "expectations", "--every", "600"],
     ),
+    # BI dashboards (bi/): started when `make superset` has installed it. It imports
+    # the dashboards (waiting for Trino and the views), then serves.
+    Service(
+        name="superset",
+        order=40,
+        command=Stack.superset_cmd,
+        ready=Stack.superset_ready,
+        env=Stack.superset_env,
+        enabled=SUPERSET_PYTHON.exists,
+    ),
 )
 
 
 def health(stack: Stack) -> dict[str, bool]:
     """Every probed service: healthy now? (in start order)"""
-    return {s.name: s.ready(stack) for s in SERVICES if s.ready is not None}
+    return {s.name: s.ready(stack) for s in SERVICES if s.ready is not None and s.enabled()}

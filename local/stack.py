@@ -15,9 +15,9 @@ import sys
 
 from iot_common import topics
 from local import supervisor
-from local.common import ROOT, StackError, wait_for
+from local.common import ROOT, StackError, ensure_secrets, wait_for
 from local.install import trino_cli, trino_java_home
-from local.services import SERVICES, Stack, health
+from local.services import SERVICES, SUPERSET_PYTHON, SUPERSET_SECRETS, Stack, health
 
 DATA = ROOT / "data"
 
@@ -51,14 +51,21 @@ def stack(faults: bool = False) -> Stack:
 
 
 def up(faults: bool = False) -> None:
+    if SUPERSET_PYTHON.exists():
+        added = ensure_secrets(SUPERSET_SECRETS)
+        if added:
+            print(f"made {', '.join(added)} at random, in .env (not committed)")
     s = stack(faults)
     for service in SERVICES:
-        if service.prepare is not None:
+        if service.prepare is not None and service.enabled():
             service.prepare(s)
     supervisor.start(supervisor.write_conf(s))
     print("waiting for the services to be healthy ...", flush=True)
     try:
-        wait_for(lambda: all(health(s).values()), 180, "the stack")
+        # Superset imports its dashboards once Trino and the views are there.
+        wait_for(
+            lambda: all(health(s).values()), 420 if SUPERSET_PYTHON.exists() else 180, "the stack"
+        )
     except StackError:
         status()
         raise
@@ -77,6 +84,14 @@ def up(faults: bool = False) -> None:
         f"http://127.0.0.1:{s.stream_web_port}/health (stream jobs)\n"
         f"Logs     {s.log_dir} (make logs); stop with make down (data is kept)"
     )
+    if SUPERSET_PYTHON.exists():
+        env = s.superset_env()
+        print(
+            f"Superset http://localhost:{s.superset_port}/ (dashboards: IoT ...), login "
+            f"{env['SUPERSET_ADMIN_USER']}, password SUPERSET_ADMIN_PASSWORD in .env"
+        )
+    else:
+        print("Superset not installed: make superset (BI dashboards)")
 
 
 def down() -> None:
@@ -131,9 +146,26 @@ def sql() -> None:
     )
 
 
+def superset_export() -> None:
+    """The running Superset's dashboards back into bi/dashboards (its own virtualenv)."""
+    if not SUPERSET_PYTHON.exists():
+        raise StackError("Superset is not installed: make superset")
+    s = stack()
+    script = str(ROOT / "bi" / "superset_service.py")
+    done = subprocess.run(
+        [str(SUPERSET_PYTHON), script, "export"],
+        env={**os.environ, **s.superset_env()},
+        check=False,
+    )
+    if done.returncode != 0:
+        raise StackError("the export failed (above)")
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
-    parser.add_argument("command", choices=["up", "down", "status", "logs", "sql"])
+    parser.add_argument(
+        "command", choices=["up", "down", "status", "logs", "sql", "superset-export"]
+    )
     parser.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     parser.add_argument(
         "--faults", action="store_true", help="up: the generator injects faults (a demo)"
@@ -148,6 +180,8 @@ def main() -> int:
             status()
         elif args.command == "sql":
             sql()
+        elif args.command == "superset-export":
+            superset_export()
         else:
             logs(args.follow)
     except StackError as exc:

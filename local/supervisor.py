@@ -36,7 +36,7 @@ def environment(env: dict[str, str]) -> str:
 def write_conf(s: Stack) -> Path:
     s.log_dir.mkdir(parents=True, exist_ok=True)
     s.run_dir.mkdir(parents=True, exist_ok=True)
-    env = environment({**s.python_env(), **s.metastore_env()})
+    shared = {**s.python_env(), **s.metastore_env()}
     parts = [
         "[unix_http_server]",
         f"file={s.run_dir / 'supervisor.sock'}",
@@ -50,10 +50,13 @@ def write_conf(s: Stack) -> Path:
         f"serverurl=unix://{s.run_dir / 'supervisor.sock'}",
     ]
     for service in SERVICES:
+        if not service.enabled():
+            continue
+        own = service.env(s) if service.env is not None else {}
         parts += [
             f"[program:{service.name}]",
             "command=" + " ".join(service.command(s)),
-            f"environment={env}",
+            f"environment={environment({**shared, **own})}",
             f"priority={service.order}",
             "autorestart=true",
             "startsecs=3",

@@ -34,6 +34,7 @@ from tests.bench import (
     stage_minutes,
     stage_quality,
     stage_queries,
+    stage_superset,
 )
 from tests.bench.common import (
     BROKERS,
@@ -141,6 +142,14 @@ STAGES = [
         stage_queries.run,
         frozenset({BROKERS, SQL}),
         (Option("--days", 30, "days of backfilled history", smoke=2),),
+    ),
+    Stage(
+        "superset",
+        "Apache Superset: install, start and memory, and each dashboard's load time in "
+        "chromium over a month of 100 sensors (backfilled)",
+        stage_superset.run,
+        frozenset({BROKERS, SQL}),
+        (Option("--superset-days", 30, "days of backfilled history", smoke=1),),
     ),
     Stage(
         "day",

@@ -1,0 +1,186 @@
+"""Apache Superset as a service of the stack: prepare it, then serve.
+
+Run by .venv-superset's Python (local/services.py: `make up` and the tests start it
+the same way). First its metadata database, the admin user, and the dashboards kept
+as code in bi/dashboards, imported anew; then gunicorn serves Superset's web
+application in this process's place. `superset_service.py export` writes the
+dashboards as Superset has them back into bi/dashboards (`make superset-export`).
+The environment is that of superset_config.py
+and:
+
+  SUPERSET_ADMIN_USER, SUPERSET_ADMIN_PASSWORD   the admin login (.env)
+  SUPERSET_TRINO_URI       trino://<user>@<host>:<port>/<catalog> of this stack
+  RAW_SCHEMA, CURATED_SCHEMA   the schemas our tables are in (default raw, curated)
+  SUPERSET_PORT            where it listens (127.0.0.1)
+
+Guarantees: the schema migrations and `superset init` run once per Superset version
+(a stamp file beside the metadata database); the admin exists with the password of
+.env (set again at every start, so a rotated password takes effect); the bundle's
+database, datasets, charts and dashboards are imported with overwrite, so what runs
+is what bi/dashboards says (a dashboard changed in the browser and not exported
+back is replaced). The bundle names the schemas raw and curated and the connection
+of `make up`; both are rewritten here for this stack, in memory. The import reads
+the tables and views through Trino, so it waits for them (it is tried again every
+IMPORT_RETRY_S until IMPORT_TIMEOUT_S); the web server starts after it, so a
+healthy Superset has its dashboards.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import subprocess
+import sys
+import time
+import zipfile
+from importlib.metadata import version
+from pathlib import Path
+
+import yaml
+
+BUNDLE = Path(__file__).resolve().parent / "dashboards"
+BIN = Path(sys.executable).parent
+SUPERSET = [str(BIN / "superset")]
+IMPORT_RETRY_S = 10
+IMPORT_TIMEOUT_S = 900
+
+
+class SetupError(Exception):
+    """Superset could not be prepared; the message says which step and why."""
+
+
+def _superset(*args: str, secret: str | None = None) -> None:
+    """One Superset CLI command; fails with its output (a secret is never echoed)."""
+    done = subprocess.run(
+        [*SUPERSET, *args], capture_output=True, text=True, env=os.environ, check=False
+    )
+    shown = " ".join(a if a != secret else "***" for a in args)
+    if done.returncode != 0 or "Traceback" in done.stderr:
+        raise SetupError(f"superset {shown} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
+
+
+def bundle(uri: str, schemas: dict[str, str]) -> bytes:
+    """bi/dashboards as an import ZIP, with this stack's connection URI and schema names."""
+    pattern = re.compile(r"\b(" + "|".join(schemas) + r")\.")
+    out = io.BytesIO()
+    with zipfile.ZipFile(out, "w") as zf:
+        for path in sorted(BUNDLE.rglob("*.yaml")):
+            rel = path.relative_to(BUNDLE).as_posix()
+            doc = yaml.safe_load(path.read_text())
+            if rel.startswith("databases/"):
+                doc["sqlalchemy_uri"] = uri
+            elif rel.startswith("datasets/"):
+                doc["schema"] = schemas.get(doc["schema"], doc["schema"])
+                if doc.get("sql"):
+                    doc["sql"] = pattern.sub(lambda m: schemas[m.group(1)] + ".", doc["sql"])
+            zf.writestr(f"bundle/{rel}", yaml.safe_dump(doc, sort_keys=False))
+    return out.getvalue()
+
+
+def export() -> int:
+    """Superset's dashboards (and their charts, datasets and connection) back into
+    bi/dashboards, as Superset exports them, with the connection and the schemas of
+    `make up` (a change made in the browser becomes a reviewable diff)."""
+    home = Path(os.environ["SUPERSET_HOME"])
+    zipped = home / "export.zip"
+    zipped.unlink(missing_ok=True)
+    try:
+        _superset("export-dashboards", "--dashboard-file", str(zipped))
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    committed = yaml.safe_load(next(BUNDLE.glob("databases/*.yaml")).read_text())
+    back = {
+        os.environ.get("RAW_SCHEMA", "raw"): "raw",
+        os.environ.get("CURATED_SCHEMA", "curated"): "curated",
+    }
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, back)) + r")\.")
+    for old in BUNDLE.rglob("*.yaml"):
+        old.unlink()
+    with zipfile.ZipFile(zipped) as zf:
+        for name in zf.namelist():
+            rel = name.split("/", 1)[1]
+            doc = yaml.safe_load(zf.read(name))
+            if rel.startswith("databases/"):
+                doc["sqlalchemy_uri"] = committed["sqlalchemy_uri"]
+            elif rel.startswith("datasets/"):
+                doc["schema"] = back.get(doc["schema"], doc["schema"])
+                if doc.get("sql"):
+                    doc["sql"] = pattern.sub(lambda m: back[m.group(1)] + ".", doc["sql"])
+            out = BUNDLE / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))
+    print("exported into", BUNDLE, "(git diff shows what changed)")
+    return 0
+
+
+def main() -> int:
+    if sys.argv[1:] == ["export"]:
+        return export()
+    home = Path(os.environ["SUPERSET_HOME"])
+    home.mkdir(parents=True, exist_ok=True)
+    user = os.environ.get("SUPERSET_ADMIN_USER", "admin")
+    password = os.environ.get("SUPERSET_ADMIN_PASSWORD", "")
+    if not password:
+        print("error: SUPERSET_ADMIN_PASSWORD is not set (make superset writes one into .env)")
+        return 1
+    try:
+        stamp = home / "initialised-for"
+        current = version("apache-superset")
+        if not stamp.exists() or stamp.read_text() != current:
+            _superset("db", "upgrade")
+            _superset("init")
+            stamp.write_text(current)
+        _superset(
+            "fab",
+            "create-admin",
+            *("--username", user, "--firstname", "Platform", "--lastname", "Admin"),
+            *("--email", f"{user}@localhost", "--password", password),
+            secret=password,
+        )
+        _superset(
+            "fab", "reset-password", "--username", user, "--password", password, secret=password
+        )
+        zipped = home / "dashboards.zip"
+        schemas = {
+            "raw": os.environ.get("RAW_SCHEMA", "raw"),
+            "curated": os.environ.get("CURATED_SCHEMA", "curated"),
+        }
+        zipped.write_bytes(bundle(os.environ["SUPERSET_TRINO_URI"], schemas))
+        deadline = time.monotonic() + IMPORT_TIMEOUT_S
+        while True:
+            try:
+                _superset("import-dashboards", "--path", str(zipped), "--username", user)
+                break
+            except SetupError as exc:
+                if time.monotonic() > deadline:
+                    raise
+                last = str(exc).strip().splitlines()[-1]
+                print(f"dashboards not imported yet (Trino or the views not ready?): {last}")
+                time.sleep(IMPORT_RETRY_S)
+        print("dashboards imported from", BUNDLE, flush=True)
+    except SetupError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    serve()
+    return 0
+
+
+def serve() -> None:
+    """gunicorn in this process's place: one worker with threads (one machine; the
+    memory of a second worker buys nothing at this load)."""
+    port = os.environ.get("SUPERSET_PORT", "8088")
+    argv = [
+        str(BIN / "gunicorn"),
+        *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread"),
+        *("--threads", "8", "--timeout", "120", "--chdir", os.environ["SUPERSET_HOME"]),
+        # Superset's own advice: its URLs carry whole chart definitions.
+        *("--limit-request-line", "0", "--limit-request-field_size", "0"),
+        "superset.app:create_app()",
+    ]
+    os.execv(argv[0], argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
