@@ -36,6 +36,7 @@ import time
 import zipfile
 from importlib.metadata import version
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -78,6 +79,21 @@ def bundle(uri: str, schemas: dict[str, str]) -> bytes:
     return out.getvalue()
 
 
+def in_scope(dashboard: dict[str, Any]) -> None:
+    """Set each native filter's chartsInScope from its scope and the dashboard's charts.
+    The import maps a filter's scope to the new chart ids but leaves chartsInScope
+    (derived, and what the browser shows) as it was, stale in the next export."""
+    placed = {
+        v["meta"]["chartId"]
+        for v in dashboard.get("position", {}).values()
+        if isinstance(v, dict) and v.get("type") == "CHART"
+    }
+    for f in dashboard.get("metadata", {}).get("native_filter_configuration", []):
+        scope = f.get("scope", {})
+        if scope.get("rootPath") == ["ROOT_ID"]:
+            f["chartsInScope"] = sorted(placed - set(scope.get("excluded", [])))
+
+
 def export() -> int:
     """Superset's dashboards (and their charts, datasets and connection) back into
     bi/dashboards, as Superset exports them, with the connection and the schemas of
@@ -97,10 +113,15 @@ def export() -> int:
     }
     pattern = re.compile(r"\b(" + "|".join(map(re.escape, back)) + r")\.")
     for old in BUNDLE.rglob("*.yaml"):
-        old.unlink()
+        if old.name != "metadata.yaml":  # kept: only its timestamp would change
+            old.unlink()
     with zipfile.ZipFile(zipped) as zf:
         for name in zf.namelist():
-            rel = name.split("/", 1)[1]
+            # Superset names a file by its title and this install's id ("..._4.yaml"):
+            # the id goes, so that the same dashboard keeps its file across installs.
+            rel = re.sub(r"_\d+\.yaml$", ".yaml", name.split("/", 1)[1])
+            if rel == "metadata.yaml":
+                continue
             doc = yaml.safe_load(zf.read(name))
             if rel.startswith("databases/"):
                 doc["sqlalchemy_uri"] = committed["sqlalchemy_uri"]
@@ -108,6 +129,8 @@ def export() -> int:
                 doc["schema"] = back.get(doc["schema"], doc["schema"])
                 if doc.get("sql"):
                     doc["sql"] = pattern.sub(lambda m: back[m.group(1)] + ".", doc["sql"])
+            elif rel.startswith("dashboards/"):
+                in_scope(doc)
             out = BUNDLE / rel
             out.parent.mkdir(parents=True, exist_ok=True)
             out.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True))

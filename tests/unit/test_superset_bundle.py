@@ -119,3 +119,24 @@ def test_ensure_secrets_adds_only_what_is_missing(tmp_path, monkeypatch):
     assert ensure_secrets(("A_SECRET", "B_SECRET"), path) == []
     assert dotenv(path) == got
     assert dotenv(tmp_path / "missing") == {}
+
+
+def test_export_sets_charts_in_scope_from_the_scope():
+    module = service_module()
+    chart = {"type": "CHART", "meta": {"chartId": 0}}
+    board = {
+        "position": {
+            "CHART-a": {**chart, "meta": {"chartId": 4}},
+            "CHART-b": {**chart, "meta": {"chartId": 7}},
+            "ROOT_ID": {"type": "ROOT"},
+        },
+        "metadata": {
+            "native_filter_configuration": [
+                {"scope": {"rootPath": ["ROOT_ID"], "excluded": [7]}, "chartsInScope": [2]},
+                {"scope": {"rootPath": ["ROOT_ID"], "excluded": []}, "chartsInScope": []},
+            ]
+        },
+    }
+    module.in_scope(board)
+    scopes = [f["chartsInScope"] for f in board["metadata"]["native_filter_configuration"]]
+    assert scopes == [[4], [4, 7]]
