@@ -453,6 +453,8 @@ class Stack:
             "SUPERSET_TRINO_URI": f"trino://{SUPERSET_TRINO_USER}@127.0.0.1:{self.trino_port}"
             f"/{SUPERSET_CATALOG}",
             "SUPERSET_ADMIN_USER": given.get("SUPERSET_ADMIN_USER", "admin"),
+            # "Last day" is computed from Superset's clock; our times are UTC.
+            "TZ": "UTC",
             **{k: given[k] for k in SUPERSET_SECRETS if k in given},
             **{k: given[k] for k in ("RAW_SCHEMA", "CURATED_SCHEMA") if k in given},
         }
