@@ -100,3 +100,7 @@ constraints: $(VENV)/.installed ## Re-pin the full dependency tree after changin
 
 clean: down ## Stop and delete all local data (./data) and the virtualenv
 	rm -rf data $(VENV) $(QVENV) $(SVENV)
+
+.PHONY: compose-test
+compose-test: $(VENV)/.installed ## Build the images and run the platform with docker-compose as users do (starts dockerd if none runs; images cached in ~/.cache/iot-platform/docker), readings checked end to end from the host
+	IOT_COMPOSE_TEST=1 $(PY) -m pytest tests/compose -s -p no:cacheprovider $(PYTEST_ARGS)

@@ -1,0 +1,332 @@
+"""`docker compose up -d` brings the whole platform up (issue 14), on the compose file
+as users get it: start a Docker engine if none runs, build the images (their cache
+lives in the engine's data root, outside the checkout), `up -d` under a project name
+of its own on free host ports, wait until everything is healthy, then from the host:
+publish readings in the original generator's format to the broker and find each
+exactly once through Trino, in the S3 bucket and in the 1-minute means; restart the
+stream jobs and find nothing lost or doubled; `down -v`.
+
+Run by `make compose-test` (IOT_COMPOSE_TEST=1; see conftest.py). Timings are
+printed at the end (build, `up -d`, first reading queryable). IOT_COMPOSE_KEEP=1
+leaves the project running for a look (then: docker-compose -p iot-ct down -v).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import boto3
+import paho.mqtt.client as mqtt
+import pyarrow.parquet as pq
+import pytest
+import trino
+from paho.mqtt.enums import CallbackAPIVersion
+
+from local.services import ROOT, free_port
+
+PROJECT = os.environ.get("IOT_COMPOSE_PROJECT", "iot-ct")
+DOCKER = ROOT / "docker"
+TIMINGS: dict[str, float] = {}
+ONE_SHOTS = {"kafka-init", "s3-init"}
+SERVICES = {
+    "mqtt_broker",
+    "iot_data_generator",
+    "kafka",
+    "kafka-init",
+    "s3",
+    "s3-init",
+    "postgres",
+    "hive-metastore",
+    "trino",
+    "mqtt_bridge",
+    "stream_jobs",
+}
+
+INSPECT = (
+    "{{.State.Status}} {{.State.ExitCode}} {{if .State.Health}}{{.State.Health.Status}}{{end}}"
+)
+
+pytestmark = pytest.mark.timeout(3600)
+
+
+def compose_cmd() -> list[str]:
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    return ["docker", "compose"]
+
+
+def wait_until(predicate: Callable[[], Any], timeout_s: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout_s:.0f} s")
+        time.sleep(2)
+
+
+@dataclass
+class Platform:
+    env: dict[str, str]
+    ports: dict[str, int]
+    s3_key: str
+    s3_secret: str
+    bucket: str
+    logs_on_failure: list[str] = field(default_factory=list)
+
+    def compose(self, *args: str, check: bool = True, capture: bool = False) -> str:
+        out = subprocess.run(
+            [*compose_cmd(), "-p", PROJECT, *args],
+            cwd=ROOT,
+            env=self.env,
+            check=check,
+            text=True,
+            stdout=subprocess.PIPE if capture else None,
+        )
+        return out.stdout or ""
+
+    def states(self) -> dict[str, tuple[str, int, str]]:
+        """service -> (status, exit code, health) of its container (one-shots' too)."""
+        out = {}
+        for service in SERVICES:
+            cid = self.compose("ps", "-a", "-q", service, capture=True, check=False).split()
+            if not cid:
+                continue
+            status, code, *health = subprocess.run(
+                ["docker", "inspect", "-f", INSPECT, cid[0]],
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout.split()
+            out[service] = (status, int(code), health[0] if health else "")
+        return out
+
+    def all_healthy(self) -> bool:
+        states = self.states()
+        for service in ONE_SHOTS:
+            status, code, _ = states.get(service, ("missing", -1, ""))
+            assert not (status == "exited" and code != 0), f"{service} failed: {states}"
+        done = {s for s in ONE_SHOTS if states.get(s, ("",))[0] == "exited"}
+        healthy = {s for s, (st, _c, h) in states.items() if st == "running" and h == "healthy"}
+        return done | healthy == SERVICES
+
+    def trino(self, sql: str) -> list[list[Any]]:
+        conn = trino.dbapi.connect(
+            host="127.0.0.1",
+            port=self.ports["HOST_TRINO_PORT"],
+            user="compose-test",
+            catalog="iceberg",
+            request_timeout=30,
+        )
+        cur = conn.cursor()
+        cur.execute(sql)
+        return [list(row) for row in cur.fetchall()]
+
+    def try_trino(self, sql: str) -> list[list[Any]] | None:
+        try:
+            return self.trino(sql)
+        except (trino.exceptions.Error, trino.exceptions.HttpError, OSError):
+            return None
+
+    def s3(self) -> Any:
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{self.ports['HOST_S3_PORT']}",
+            aws_access_key_id=self.s3_key,
+            aws_secret_access_key=self.s3_secret,
+            region_name="us-east-1",
+        )
+
+    def publish(self, payloads: list[bytes]) -> None:
+        """Each payload to topic `sensors` at QoS 1, confirmed by the broker."""
+        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"compose-test-{os.getpid()}")
+        client.connect("127.0.0.1", self.ports["HOST_MQTT_PORT"])
+        client.loop_start()
+        try:
+            infos = [client.publish("sensors", p, qos=1) for p in payloads]
+            for info in infos:
+                info.wait_for_publish(timeout=30)
+                assert info.is_published()
+        finally:
+            client.loop_stop()
+            client.disconnect()
+
+
+def run_script(name: str, env: dict[str, str] | None = None) -> str:
+    out = subprocess.run(
+        [str(DOCKER / name)], check=True, capture_output=True, text=True, env=env
+    ).stdout
+    return out.strip()
+
+
+@pytest.fixture(scope="session")
+def engine() -> Iterator[None]:
+    """A Docker engine: the running one, or one started here and stopped at the end."""
+    said = run_script("ensure-dockerd.sh")
+    yield
+    if said.startswith("started "):
+        pid = int(said.split()[1])
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.5)
+
+
+@pytest.fixture(scope="module")
+def platform(engine: None) -> Iterator[Platform]:
+    run_script("base-image.sh")
+    ports = {
+        name: free_port()
+        for name in (
+            "HOST_MQTT_PORT",
+            "HOST_KAFKA_PORT",
+            "HOST_S3_PORT",
+            "HOST_TRINO_PORT",
+            "HOST_METASTORE_PORT",
+        )
+    }
+    s3_key, s3_secret = "compose-test", "compose-test-secret"
+    env = {
+        **os.environ,
+        **{k: str(v) for k, v in ports.items()},
+        "EXTRA_CA_CERTS_B64": run_script("ca-certs.sh"),
+        "S3_ACCESS_KEY": s3_key,
+        "S3_SECRET_KEY": s3_secret,
+        "S3_BUCKET": "lake",
+        "METASTORE_DB_PASSWORD": "compose-test-db",
+    }
+    p = Platform(env, ports, s3_key, s3_secret, "lake")
+    started = time.monotonic()
+    p.compose("build")
+    TIMINGS["build_s"] = time.monotonic() - started
+    p.compose("down", "-v", "--remove-orphans", check=False)
+    try:
+        started = time.monotonic()
+        p.compose("up", "-d")
+        TIMINGS["up_d_returned_s"] = time.monotonic() - started
+        first = "SELECT count(*) FROM iceberg.raw.readings"
+        wait_until(
+            lambda: (r := p.try_trino(first)) is not None and r[0][0] > 0,
+            300,
+            "a first reading of the generator queryable through Trino",
+        )
+        TIMINGS["up_d_to_first_reading_queryable_s"] = time.monotonic() - started
+        wait_until(p.all_healthy, 300, "every service healthy")
+        TIMINGS["up_d_to_all_healthy_s"] = time.monotonic() - started
+        yield p
+    except BaseException:
+        p.compose("ps", check=False)
+        p.compose("logs", "--no-color", "--tail=80", check=False)
+        raise
+    finally:
+        print("\ncompose-test timings:", json.dumps({k: round(v, 1) for k, v in TIMINGS.items()}))
+        if os.environ.get("IOT_COMPOSE_KEEP") != "1":
+            p.compose("down", "-v", check=False)
+
+
+def readings(minute: datetime, n: int, first_value: int) -> list[bytes]:
+    """n readings in the original generator's format, dated within `minute`:
+    {"id": "Sensor k", "dt": naive UTC ISO-8601, "value": int}."""
+    return [
+        json.dumps(
+            {
+                "id": f"Sensor {i % 4 + 1}",
+                "dt": (minute + timedelta(seconds=2 * i, microseconds=4321)).isoformat(),
+                "value": first_value + i,
+            }
+        ).encode()
+        for i in range(n)
+    ]
+
+
+def archived(p: Platform, sent: list[bytes], since: datetime) -> dict[str, int]:
+    """payload -> how often raw.readings holds it (of those sent)."""
+    quoted = ", ".join("'" + s.decode().replace("'", "''") + "'" for s in sent)
+    rows = p.try_trino(
+        "SELECT payload, count(*) FROM iceberg.raw.readings "
+        f"WHERE ts >= TIMESTAMP '{since:%Y-%m-%d %H:%M:%S}' AND payload IN ({quoted}) "
+        "GROUP BY payload"
+    )
+    return {r[0]: r[1] for r in rows or []}
+
+
+def test_readings_published_from_the_host_are_found_once_everywhere(platform: Platform) -> None:
+    p = platform
+    # A minute well in the past: the generator (dt = now) never writes to it, so its
+    # windows hold only these readings (late readings update their windows).
+    minute = (datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=30)).replace(
+        second=0, microsecond=0
+    )
+    sent = readings(minute, 20, first_value=10)
+    started = time.monotonic()
+    p.publish(sent)
+    wait_until(
+        lambda: len(archived(p, sent, minute)) == len(sent),
+        180,
+        "the published readings in iceberg.raw.readings",
+    )
+    TIMINGS["published_to_queryable_s"] = time.monotonic() - started
+    assert archived(p, sent, minute) == {s.decode(): 1 for s in sent}
+
+    # In the S3 bucket: the data files Trino read them from, read back over S3.
+    paths = p.trino(
+        'SELECT DISTINCT "$path" FROM iceberg.raw.readings '
+        f"WHERE ts >= TIMESTAMP '{minute:%Y-%m-%d %H:%M:%S}' "
+        f"AND ts < TIMESTAMP '{minute + timedelta(minutes=1):%Y-%m-%d %H:%M:%S}'"
+    )
+    s3, found = p.s3(), []
+    for (path,) in paths:
+        assert path.startswith(f"s3://{p.bucket}/"), path
+        key = path.removeprefix(f"s3://{p.bucket}/")
+        body = s3.get_object(Bucket=p.bucket, Key=key)["Body"].read()
+        found += pq.read_table(io.BytesIO(body), columns=["payload"]).column(0).to_pylist()
+    assert sorted(f for f in found if f.encode() in sent) == sorted(s.decode() for s in sent)
+
+    # The 1-minute means of that minute, per sensor.
+    expected: dict[str, list[int]] = {}
+    for s in sent:
+        reading = json.loads(s)
+        expected.setdefault(reading["id"], []).append(reading["value"])
+    want = {k: (sum(v) / len(v), len(v)) for k, v in expected.items()}
+
+    def means() -> bool:
+        rows = p.try_trino(
+            "SELECT sensor_id, mean, count FROM iceberg.curated.readings_1m "
+            f"WHERE window_date = DATE '{minute:%Y-%m-%d}' "
+            f"AND window_start = TIMESTAMP '{minute:%Y-%m-%d %H:%M:%S}'"
+        )
+        return rows is not None and {r[0]: (r[1], r[2]) for r in rows} == want
+
+    wait_until(means, 180, f"the 1-minute means {want}")
+
+
+def test_a_restarted_stream_job_loses_and_doubles_nothing(platform: Platform) -> None:
+    p = platform
+    minute = (datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=20)).replace(
+        second=0, microsecond=0
+    )
+    before = readings(minute, 12, first_value=20)
+    p.publish(before)
+    wait_until(lambda: len(archived(p, before, minute)) == len(before), 180, "first batch")
+    p.compose("restart", "stream_jobs")
+    after = readings(minute + timedelta(seconds=30), 12, first_value=5)
+    p.publish(after)
+    wait_until(p.all_healthy, 300, "every service healthy after the restart")
+    sent = before + after
+    wait_until(lambda: len(archived(p, sent, minute)) == len(sent), 180, "both batches")
+    assert archived(p, sent, minute) == {s.decode(): 1 for s in sent}
