@@ -61,20 +61,26 @@ def _superset(*args: str, secret: str | None = None) -> None:
         raise SetupError(f"superset {shown} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
 
 
+def retarget(rel: str, doc: dict[str, Any], uri: str, schemas: dict[str, str]) -> None:
+    """Point one file of the bundle (path `rel` inside it) at a connection URI and at
+    other schema names (`schemas`: old name -> new): both ways, import and export."""
+    if rel.startswith("databases/"):
+        doc["sqlalchemy_uri"] = uri
+    elif rel.startswith("datasets/"):
+        doc["schema"] = schemas.get(doc["schema"], doc["schema"])
+        if doc.get("sql"):
+            pattern = re.compile(r"\b(" + "|".join(map(re.escape, schemas)) + r")\.")
+            doc["sql"] = pattern.sub(lambda m: schemas[m.group(1)] + ".", doc["sql"])
+
+
 def bundle(uri: str, schemas: dict[str, str]) -> bytes:
     """bi/dashboards as an import ZIP, with this stack's connection URI and schema names."""
-    pattern = re.compile(r"\b(" + "|".join(schemas) + r")\.")
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for path in sorted(BUNDLE.rglob("*.yaml")):
             rel = path.relative_to(BUNDLE).as_posix()
             doc = yaml.safe_load(path.read_text())
-            if rel.startswith("databases/"):
-                doc["sqlalchemy_uri"] = uri
-            elif rel.startswith("datasets/"):
-                doc["schema"] = schemas.get(doc["schema"], doc["schema"])
-                if doc.get("sql"):
-                    doc["sql"] = pattern.sub(lambda m: schemas[m.group(1)] + ".", doc["sql"])
+            retarget(rel, doc, uri, schemas)
             zf.writestr(f"bundle/{rel}", yaml.safe_dump(doc, sort_keys=False))
     return out.getvalue()
 
@@ -111,7 +117,6 @@ def export() -> int:
         os.environ.get("RAW_SCHEMA", "raw"): "raw",
         os.environ.get("CURATED_SCHEMA", "curated"): "curated",
     }
-    pattern = re.compile(r"\b(" + "|".join(map(re.escape, back)) + r")\.")
     for old in BUNDLE.rglob("*.yaml"):
         if old.name != "metadata.yaml":  # kept: only its timestamp would change
             old.unlink()
@@ -123,13 +128,8 @@ def export() -> int:
             if rel == "metadata.yaml":
                 continue
             doc = yaml.safe_load(zf.read(name))
-            if rel.startswith("databases/"):
-                doc["sqlalchemy_uri"] = committed["sqlalchemy_uri"]
-            elif rel.startswith("datasets/"):
-                doc["schema"] = back.get(doc["schema"], doc["schema"])
-                if doc.get("sql"):
-                    doc["sql"] = pattern.sub(lambda m: back[m.group(1)] + ".", doc["sql"])
-            elif rel.startswith("dashboards/"):
+            retarget(rel, doc, committed["sqlalchemy_uri"], back)
+            if rel.startswith("dashboards/"):
                 in_scope(doc)
             out = BUNDLE / rel
             out.parent.mkdir(parents=True, exist_ok=True)

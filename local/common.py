@@ -1,8 +1,8 @@
 """What every module of local/ shares: the checkout, the pinned versions, the one
 error, and ports and waiting.
 
-Imports nothing of local/ (and nothing outside the standard library), so that any
-module here may import it.
+Imports nothing of local/ (and outside the standard library only python-dotenv), so
+that any module here may import it.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+from dotenv import dotenv_values
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -58,16 +60,9 @@ DOTENV = ROOT / ".env"  # secrets of this machine; never committed (.gitignore)
 
 
 def dotenv(path: Path = DOTENV) -> dict[str, str]:
-    """The KEY=VALUE lines of `.env` (missing file: empty); quotes around a value dropped."""
-    if not path.exists():
-        return {}
-    out = {}
-    for line in path.read_text().splitlines():
-        line = line.strip()
-        if line and not line.startswith("#") and "=" in line:
-            key, _, value = line.partition("=")
-            out[key.strip()] = value.strip().strip("'\"")
-    return out
+    """The values of `.env` (missing file: empty), read by python-dotenv as the
+    services' settings read it (pydantic-settings uses the same library)."""
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
 
 
 def ensure_secrets(names: tuple[str, ...], path: Path = DOTENV) -> list[str]:

@@ -58,7 +58,7 @@ def test_every_reference_of_the_bundle_resolves():
     assert on_boards == chart_uuids  # no chart left off every dashboard
 
 
-def test_the_datasets_read_our_schemas_and_filter_on_partitioned_time():
+def test_the_datasets_name_our_schemas_so_the_import_can_map_them():
     for name, d in docs("datasets").items():
         assert d["schema"] in ("raw", "curated"), name
         if d.get("sql"):
@@ -140,3 +140,16 @@ def test_export_sets_charts_in_scope_from_the_scope():
     module.in_scope(board)
     scopes = [f["chartsInScope"] for f in board["metadata"]["native_filter_configuration"]]
     assert scopes == [[4], [4, 7]]
+
+
+def test_export_maps_back_what_the_import_mapped():
+    module = service_module()
+    there = {"raw": "raw_ab12", "curated": "curated_ab12"}
+    back = {v: k for k, v in there.items()}
+    for path in BUNDLE.rglob("*.yaml"):
+        rel = path.relative_to(BUNDLE).as_posix()
+        original = yaml.safe_load(path.read_text())
+        doc = yaml.safe_load(path.read_text())
+        module.retarget(rel, doc, "trino://x@127.0.0.1:1/iceberg", there)
+        module.retarget(rel, doc, original.get("sqlalchemy_uri", ""), back)
+        assert doc == original, rel
