@@ -1,5 +1,5 @@
-# One image for the platform's Python services (generator, bridge, stream jobs and the
-# Kafka topic init), on Debian bookworm's Python 3.11 in a virtualenv, dependencies
+# One image for the platform's Python services (generator, bridge, stream jobs, the
+# portal and the Kafka topic init), on Debian bookworm's Python 3.11 in a virtualenv, dependencies
 # from pyproject.toml pinned by constraints.txt (as `make up` installs them).
 FROM debian:bookworm-slim AS base
 # Extra CA certificates (PEM, base64 in one build argument: docker/ca-certs.sh), for
@@ -38,6 +38,6 @@ COPY docker/kafka_init.py ./docker/kafka_init.py
 # takes the owner of the directory it is mounted on.
 RUN pip install -q --no-deps . \
  && useradd --uid 1000 --create-home app \
- && mkdir -p /var/lib/stream_jobs \
- && chown app:app /var/lib/stream_jobs
+ && mkdir -p /var/lib/stream_jobs /var/lib/quality \
+ && chown app:app /var/lib/stream_jobs /var/lib/quality
 USER app

@@ -36,7 +36,7 @@ $(SVENV)/.installed: bi/requirements.txt
 	$(SVENV)/bin/python -m pip install -q -r bi/requirements.txt
 	touch $@
 
-system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17 (its compiler runs the JDBC test's probe), docker-compose (to validate), chromium and its driver (the portal's browser tests)
+system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17 (its compiler runs the JDBC test's probe), Docker's engine, docker-compose and debootstrap (the compose test), chromium and its driver (the portal's browser tests)
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_pub >/dev/null || missing="$$missing mosquitto-clients"; \
@@ -45,6 +45,8 @@ system-deps: ## Install Debian packages: mosquitto (and its clients, for the ben
 	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \
 	ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing="$$missing postgresql"; \
 	command -v docker-compose >/dev/null || missing="$$missing docker-compose"; \
+	command -v dockerd >/dev/null || [ -x /usr/sbin/dockerd ] || missing="$$missing docker.io"; \
+	command -v debootstrap >/dev/null || [ -x /usr/sbin/debootstrap ] || missing="$$missing debootstrap"; \
 	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	[ -x /usr/bin/chromedriver ] || missing="$$missing chromium-driver"; \
 	if [ -n "$$missing" ]; then \
@@ -76,9 +78,10 @@ logs: ## Last log lines of every service (make logs F=1 to follow)
 quality: $(QVENV)/.installed ## Run the Great Expectations suites on the last hour now (make up first); Data Docs in the portal
 	QUALITY_DOCS_DIR=data/quality/data_docs $(QPY) -m expectations $(QUALITY_ARGS)
 
-test: system-deps $(VENV)/.installed $(QVENV)/.installed $(SVENV)/.installed lint ## Lint, type-check and run the whole test suite
+test: system-deps $(VENV)/.installed $(QVENV)/.installed $(SVENV)/.installed lint ## Lint, type-check and run the whole test suite, the compose test last (COMPOSE_TEST=0 leaves it out)
 	$(QPY) -m pytest --noconftest -q -p no:cacheprovider tests/quality $(PYTEST_ARGS)
 	$(PY) -m pytest --ignore=tests/quality $(PYTEST_ARGS)
+	$(if $(filter 0,$(COMPOSE_TEST)),@echo "compose test left out (COMPOSE_TEST=0)",$(MAKE) --no-print-directory compose-test)
 
 unit: $(VENV)/.installed ## Unit tests only (no services)
 	$(PY) -m pytest tests/unit $(PYTEST_ARGS)
@@ -102,5 +105,5 @@ clean: down ## Stop and delete all local data (./data) and the virtualenv
 	rm -rf data $(VENV) $(QVENV) $(SVENV)
 
 .PHONY: compose-test
-compose-test: $(VENV)/.installed ## Build the images and run the platform with docker-compose as users do (starts dockerd if none runs; images cached in ~/.cache/iot-platform/docker), readings checked end to end from the host
+compose-test: system-deps $(VENV)/.installed ## Build the images and run the platform with docker-compose as users do (starts dockerd if none runs; images cached in ~/.cache/iot-platform/docker), readings checked end to end from the host
 	IOT_COMPOSE_TEST=1 $(PY) -m pytest tests/compose -s -p no:cacheprovider $(PYTEST_ARGS)

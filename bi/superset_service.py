@@ -11,7 +11,7 @@ and:
   SUPERSET_ADMIN_USER, SUPERSET_ADMIN_PASSWORD   the admin login (.env)
   SUPERSET_TRINO_URI       trino://<user>@<host>:<port>/<catalog> of this stack
   RAW_SCHEMA, CURATED_SCHEMA   the schemas our tables are in (default raw, curated)
-  SUPERSET_PORT            where it listens (127.0.0.1)
+  SUPERSET_HOST, SUPERSET_PORT   where it listens (127.0.0.1:8088; compose: 0.0.0.0)
 
 Guarantees: the schema migrations and `superset init` run once per Superset version
 (a stamp file beside the metadata database); the admin exists with the password of
@@ -193,10 +193,11 @@ def main() -> int:
 def serve() -> None:
     """gunicorn in this process's place: one worker with threads (one machine; the
     memory of a second worker buys nothing at this load)."""
+    host = os.environ.get("SUPERSET_HOST", "127.0.0.1")
     port = os.environ.get("SUPERSET_PORT", "8088")
     argv = [
         str(BIN / "gunicorn"),
-        *("--bind", f"127.0.0.1:{port}", "--workers", "1", "--worker-class", "gthread"),
+        *("--bind", f"{host}:{port}", "--workers", "1", "--worker-class", "gthread"),
         *("--threads", "8", "--timeout", "120", "--chdir", os.environ["SUPERSET_HOME"]),
         # Superset's own advice: its URLs carry whole chart definitions.
         *("--limit-request-line", "0", "--limit-request-field_size", "0"),

@@ -3,8 +3,9 @@ as users get it: start a Docker engine if none runs, build the images (their cac
 lives in the engine's data root, outside the checkout), `up -d` under a project name
 of its own on free host ports, wait until everything is healthy, then from the host:
 publish readings in the original generator's format to the broker and find each
-exactly once through Trino, in the S3 bucket and in the 1-minute means; restart the
-stream jobs and find nothing lost or doubled; `down -v`.
+exactly once through Trino, in the S3 bucket and in the 1-minute means; see the
+portal's pages and a Great Expectations run, log into Superset and find its
+dashboards; restart the stream jobs and find nothing lost or doubled; `down -v`.
 
 Run by `make compose-test` (IOT_COMPOSE_TEST=1; see conftest.py). Timings are
 printed at the end (build, `up -d`, first reading queryable). IOT_COMPOSE_KEEP=1
@@ -29,12 +30,14 @@ import boto3
 import paho.mqtt.client as mqtt
 import pyarrow.parquet as pq
 import pytest
+import requests
 import trino
 from paho.mqtt.enums import CallbackAPIVersion
 
 from local.services import ROOT, free_port
 
 PROJECT = os.environ.get("IOT_COMPOSE_PROJECT", "iot-ct")
+SUPERSET_PASSWORD = "compose-test-admin"
 DOCKER = ROOT / "docker"
 TIMINGS: dict[str, float] = {}
 ONE_SHOTS = {"kafka-init", "s3-init"}
@@ -50,6 +53,9 @@ SERVICES = {
     "trino",
     "mqtt_bridge",
     "stream_jobs",
+    "portal",
+    "quality",
+    "superset",
 }
 
 INSPECT = (
@@ -148,6 +154,10 @@ class Platform:
             region_name="us-east-1",
         )
 
+    def http(self, port: str, path: str, **kwargs: Any) -> requests.Response:
+        url = f"http://127.0.0.1:{self.ports[port]}{path}"
+        return requests.request(kwargs.pop("method", "GET"), url, timeout=30, **kwargs)
+
     def publish(self, payloads: list[bytes]) -> None:
         """Each payload to topic `sensors` at QoS 1, confirmed by the broker."""
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"compose-test-{os.getpid()}")
@@ -198,6 +208,8 @@ def platform(engine: None) -> Iterator[Platform]:
             "HOST_S3_PORT",
             "HOST_TRINO_PORT",
             "HOST_METASTORE_PORT",
+            "HOST_PORTAL_PORT",
+            "HOST_SUPERSET_PORT",
         )
     }
     s3_key, s3_secret = "compose-test", "compose-test-secret"
@@ -209,6 +221,11 @@ def platform(engine: None) -> Iterator[Platform]:
         "S3_SECRET_KEY": s3_secret,
         "S3_BUCKET": "lake",
         "METASTORE_DB_PASSWORD": "compose-test-db",
+        "SUPERSET_ADMIN_USER": "admin",
+        "SUPERSET_ADMIN_PASSWORD": SUPERSET_PASSWORD,
+        "SUPERSET_SECRET_KEY": "compose-test-secret-key",
+        # A run a minute (each takes a few seconds here), so the test sees one.
+        "QUALITY_EVERY_SECONDS": "60",
     }
     p = Platform(env, ports, s3_key, s3_secret, "lake")
     started = time.monotonic()
@@ -313,6 +330,55 @@ def test_readings_published_from_the_host_are_found_once_everywhere(platform: Pl
         return rows is not None and {r[0]: (r[1], r[2]) for r in rows} == want
 
     wait_until(means, 180, f"the 1-minute means {want}")
+
+
+def test_the_portal_shows_sensors_and_a_quality_run(platform: Platform) -> None:
+    p = platform
+    page = p.http("HOST_PORTAL_PORT", "/")
+    assert page.status_code == 200 and "Sensor 1" in page.text, page.text[:500]
+    catalogue = p.http("HOST_PORTAL_PORT", "/catalogue.json").json()
+    assert "raw.readings" in json.dumps(catalogue)
+    # The quality service's runs land in the volume the portal serves them from.
+    summary = wait_until(
+        lambda: (r := p.http("HOST_PORTAL_PORT", "/quality/latest.json")).ok and r.json(),
+        180,
+        "a Great Expectations run in the portal",
+    )
+    assert summary.get("suites"), summary
+    docs = p.http("HOST_PORTAL_PORT", "/quality/docs/index.html")
+    assert docs.status_code == 200 and "expectation" in docs.text.lower()
+
+
+def test_superset_serves_the_dashboards_kept_in_the_repository(platform: Platform) -> None:
+    p = platform
+    session = requests.Session()
+    base = f"http://127.0.0.1:{p.ports['HOST_SUPERSET_PORT']}"
+    token = session.post(
+        f"{base}/api/v1/security/login",
+        json={"username": "admin", "password": SUPERSET_PASSWORD, "provider": "db"},
+        timeout=30,
+    ).json()["access_token"]
+    session.headers["Authorization"] = f"Bearer {token}"
+    found = session.get(f"{base}/api/v1/dashboard/", timeout=30).json()["result"]
+    slugs = {d["slug"] for d in found}
+    assert {"iot-sensors-now", "iot-sensor-readings", "iot-data-quality"} <= slugs, slugs
+    # Its connection to Trino works: SQL Lab counts the readings.
+    session.headers["X-CSRFToken"] = session.get(
+        f"{base}/api/v1/security/csrf_token/", timeout=30
+    ).json()["result"]
+    (database,) = session.get(f"{base}/api/v1/database/", timeout=30).json()["result"]
+    ran = session.post(
+        f"{base}/api/v1/sqllab/execute/",
+        json={
+            "database_id": database["id"],
+            "sql": "SELECT count(*) AS n FROM raw.readings",
+            "runAsync": False,
+        },
+        headers={"Referer": base},
+        timeout=120,
+    )
+    assert ran.status_code == 200, ran.text[:500]
+    assert ran.json()["data"][0]["n"] > 0, ran.text[:500]
 
 
 def test_a_restarted_stream_job_loses_and_doubles_nothing(platform: Platform) -> None:

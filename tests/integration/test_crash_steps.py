@@ -16,6 +16,7 @@ import pytest
 
 from iot_common.crashpoints import CRASH_ENV, CRASH_EXIT_CODE, STEPS
 from iot_data_generator.readings import reading_payload
+from local.common import StackError
 from local.services import wait_for
 from tests.integration.harness import FAST_WINDOWS, Pipeline, Proc, mqtt_publish, wait_exit
 
@@ -125,7 +126,10 @@ def test_a_crash_at_each_step_loses_and_doubles_nothing(process, brokers, sql, t
                 # process until the housekeeper times it out (metastore.txn.timeout 30 s,
                 # checked every 10 s), and the restarted jobs wait for it: on a busy
                 # machine that passed 60 s once.
-                wait_for(lambda: archiving(pipe), 180, "the archiver")
+                try:
+                    wait_for(lambda: archiving(pipe), 180, "the archiver")
+                except StackError as exc:
+                    raise AssertionError(f"after {step}: {exc}\n{proc.tail(120)}") from None
             g, b = batch(k)
             good += g
             bad += b

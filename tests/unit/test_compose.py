@@ -34,7 +34,10 @@ def test_every_image_is_built_here(compose):
     for name, service in compose["services"].items():
         build = service["build"]
         context = ROOT / (build["context"] if isinstance(build, dict) else build)
-        assert (context / "Dockerfile").is_file(), name
+        dockerfile = (
+            build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
+        )
+        assert (context / dockerfile).is_file(), name
         assert service["image"].startswith("iot-platform/"), name
 
 

@@ -80,3 +80,8 @@ def test_dockerfiles_build_with_the_legacy_builder():
         text = dockerfile.read_text()
         assert not re.search(r"(?mi)^#\s*syntax=", text), dockerfile
         assert "--mount" not in text and "<<" not in text, dockerfile
+
+
+def test_superset_image_tag_is_the_superset_its_requirements_pin(compose):
+    (pin,) = re.findall(r"(?m)^apache-superset==(\S+)$", (ROOT / "bi/requirements.txt").read_text())
+    assert compose["services"]["superset"]["image"] == f"iot-platform/superset:{pin}"
