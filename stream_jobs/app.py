@@ -277,7 +277,6 @@ register(
 )
 
 
-@app.service
 class ArchiveJobs(ThreadedJobs):
     def __init__(self, **kwargs: Any) -> None:
         jobs: list[tuple[str, Job]] = [("migration", JOBS.migration)]
@@ -287,6 +286,14 @@ class ArchiveJobs(ThreadedJobs):
         jobs.append(("sql-views", JOBS.catalog))
         jobs.append(("maintenance", JOBS.maintenance))
         super().__init__(jobs, **kwargs)
+
+
+# A dependency of the app itself, not an `@app.service`: Faust starts those only once
+# its own consumer group has an assignment and its table recovery is done, and a
+# rebalance that stalls after a crash (a known Faust failure) would hold every job
+# back. These jobs use their own Kafka consumers; they start with the app and stop
+# with it (a job that dies still crashes the worker).
+app.add_dependency(ArchiveJobs())
 
 
 @app.page("/health")

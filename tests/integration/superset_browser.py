@@ -20,11 +20,10 @@ from typing import Any
 import yaml
 
 from local.services import ROOT, SUPERSET_PYTHON, Stack, free_port, wait_for
+from tests.integration import browser
+from tests.integration.browser import SHOTS
 from tests.integration.harness import Proc
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = ROOT / "docs" / "screenshots"
 BUNDLE = ROOT / "bi" / "dashboards"
 ADMIN = "admin"
 
@@ -83,31 +82,14 @@ def superset(trino_port: int, work: Path, env: dict[str, str]) -> Iterator[Super
 
 
 def installed() -> bool:
-    return SUPERSET_PYTHON.exists() and CHROMIUM.exists() and CHROMEDRIVER.exists()
+    return SUPERSET_PYTHON.exists() and browser.installed()
 
 
 @contextmanager
-def chromium(width: int = 1500, height: int = 1200) -> Iterator[Any]:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # root in a container
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        f"--window-size={width},{height}",
-    ):
-        options.add_argument(arg)
-    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})  # CSP refusals
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(0)
-    try:
+def chromium() -> Iterator[Any]:
+    """The browser, with its console kept (the CSP check reads it)."""
+    with browser.chromium(1500, 1200, console=True) as driver:
         yield driver
-    finally:
-        driver.quit()
 
 
 def login(driver: Any, ss: Superset) -> None:

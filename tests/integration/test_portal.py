@@ -14,18 +14,15 @@ import sys
 import time
 import urllib.request
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from local.services import ROOT, free_port, wait_for
+from tests.integration.browser import MISSING, SHOTS, chromium, installed
 from tests.integration.harness import Proc, published, wait_exit
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMEDRIVER = Path("/usr/bin/chromedriver")
-SHOTS = ROOT / "docs" / "screenshots"
 QUALITY_PYTHON = ROOT / ".venv-quality" / "bin" / "python"
 
 
@@ -70,28 +67,10 @@ def portal(sql_pipeline):
 
 @pytest.fixture
 def browser():
-    if not (CHROMIUM.exists() and CHROMEDRIVER.exists()):
-        pytest.skip(
-            "needs Debian's chromium and chromium-driver (/usr/bin/chromium, "
-            "/usr/bin/chromedriver): make system-deps installs them"
-        )
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = str(CHROMIUM)
-    for arg in (
-        "--headless=new",
-        "--no-sandbox",  # root in a container
-        "--disable-dev-shm-usage",
-        "--disable-gpu",
-        "--window-size=1400,1000",
-    ):
-        options.add_argument(arg)
-    driver = webdriver.Chrome(service=Service(executable_path=str(CHROMEDRIVER)), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
+    if not installed():
+        pytest.skip(MISSING)
+    with chromium(1400, 1000) as driver:
+        yield driver
 
 
 def screenshot(driver, name):
