@@ -5,7 +5,8 @@ of its own on free host ports, wait until everything is healthy, then from the h
 publish readings in the original generator's format to the broker and find each
 exactly once through Trino, in the S3 bucket and in the 1-minute means; see the
 portal's pages and a Great Expectations run, log into Superset and find its
-dashboards; restart the stream jobs and find nothing lost or doubled; `down -v`.
+dashboards; restart the stream jobs and find nothing lost or doubled; `down` and
+`up -d` again and find the state kept in the named volumes; `down -v`.
 
 Run by `make compose-test` (IOT_COMPOSE_TEST=1; see conftest.py). Timings are
 printed at the end (build, `up -d`, first reading queryable). IOT_COMPOSE_KEEP=1
@@ -396,3 +397,30 @@ def test_a_restarted_stream_job_loses_and_doubles_nothing(platform: Platform) ->
     sent = before + after
     wait_until(lambda: len(archived(p, sent, minute)) == len(sent), 180, "both batches")
     assert archived(p, sent, minute) == {s.decode(): 1 for s in sent}
+
+
+def test_state_survives_down_and_up(platform: Platform) -> None:
+    """`down` (without -v) removes the containers and keeps the named volumes: after
+    `up -d` the archive, Kafka's topics and the metastore are what they were."""
+    p = platform
+    minute = (datetime.now(UTC).replace(tzinfo=None) - timedelta(minutes=40)).replace(
+        second=0, microsecond=0
+    )
+    sent = readings(minute, 8, first_value=40)
+    p.publish(sent)
+    wait_until(lambda: len(archived(p, sent, minute)) == len(sent), 180, "the readings")
+    (before,) = p.trino("SELECT count(*) FROM iceberg.raw.readings")[0]
+    p.compose("down")
+    started = time.monotonic()
+    p.compose("up", "-d")
+    wait_until(p.all_healthy, 300, "every service healthy after down and up")
+    TIMINGS["up_d_again_to_all_healthy_s"] = time.monotonic() - started
+    assert archived(p, sent, minute) == {s.decode(): 1 for s in sent}
+    # The generator goes on where it was: the table only grows.
+    wait_until(
+        lambda: (
+            (r := p.try_trino("SELECT count(*) FROM iceberg.raw.readings")) and r[0][0] > before
+        ),
+        120,
+        "new readings after up",
+    )
