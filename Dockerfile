@@ -1,7 +1,11 @@
-# One image for the platform's Python services (generator, bridge, stream jobs, the
-# portal and the Kafka topic init), on Debian bookworm's Python 3.11 in a virtualenv, dependencies
-# from pyproject.toml pinned by constraints.txt (as `make up` installs them).
-FROM debian:bookworm-slim AS base
+# The images of our Python programs, on Debian bookworm's Python 3.11, each in a
+# virtualenv of its own installed the way `make up` installs it (one stage each;
+# docker-compose.yml names the stage as the build's `target`):
+#   platform  generator, bridge, stream jobs, portal, Kafka topic init: pyproject.toml
+#             pinned by constraints.txt (.venv)
+#   quality   the Great Expectations runs: expectations/requirements.txt (.venv-quality)
+#   superset  Apache Superset and our dashboards: bi/requirements.txt (.venv-superset)
+FROM debian:bookworm-slim AS python
 # Extra CA certificates (PEM, base64 in one build argument: docker/ca-certs.sh), for
 # TLS behind an inspecting proxy; each certificate gets a file of its own (Java's
 # trust store takes only the first of a file). Empty: Debian's bundle only.
@@ -21,6 +25,13 @@ RUN apt-get update -q \
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PIP_NO_CACHE_DIR=1 PIP_CERT=/etc/ssl/certs/ca-certificates.crt
 WORKDIR /app
+# The services' user, and every mount point of a named volume owned by it: an empty
+# named volume takes the owner of the directory it is mounted on.
+RUN useradd --uid 1000 --create-home app \
+ && mkdir -p /var/lib/stream_jobs /var/lib/quality /var/lib/superset \
+ && chown app:app /var/lib/stream_jobs /var/lib/quality /var/lib/superset
+
+FROM python AS platform
 # The dependencies first (a layer that a code change leaves cached).
 COPY pyproject.toml constraints.txt ./
 RUN python3 -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/requirements.txt \
@@ -34,10 +45,21 @@ COPY stream_jobs ./stream_jobs
 COPY portal ./portal
 COPY local ./local
 COPY docker/kafka_init.py ./docker/kafka_init.py
-# Every mount point exists here, owned by the services' user: an empty named volume
-# takes the owner of the directory it is mounted on.
-RUN pip install -q --no-deps . \
- && useradd --uid 1000 --create-home app \
- && mkdir -p /var/lib/stream_jobs /var/lib/quality \
- && chown app:app /var/lib/stream_jobs /var/lib/quality
+RUN pip install -q --no-deps .
+USER app
+
+FROM python AS quality
+COPY expectations/requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && pip install -q -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY expectations ./expectations
+USER app
+
+FROM python AS superset
+COPY bi/requirements.txt /tmp/requirements.txt
+RUN python3 -m venv /opt/venv \
+ && pip install -q -r /tmp/requirements.txt \
+ && rm /tmp/requirements.txt
+COPY bi ./bi
 USER app

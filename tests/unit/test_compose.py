@@ -33,11 +33,13 @@ def test_every_image_is_built_here(compose):
     # from a Dockerfile of this repository (pins: tests/unit/test_compose_pins.py).
     for name, service in compose["services"].items():
         build = service["build"]
-        context = ROOT / (build["context"] if isinstance(build, dict) else build)
-        dockerfile = (
-            build.get("dockerfile", "Dockerfile") if isinstance(build, dict) else "Dockerfile"
-        )
-        assert (context / dockerfile).is_file(), name
+        if not isinstance(build, dict):
+            build = {"context": build}
+        dockerfile = ROOT / build["context"] / build.get("dockerfile", "Dockerfile")
+        assert dockerfile.is_file(), name
+        # A stage of a multi-stage Dockerfile: it must exist there.
+        if "target" in build:
+            assert f" AS {build['target']}\n" in dockerfile.read_text(), (name, build["target"])
         assert service["image"].startswith("iot-platform/"), name
 
 
