@@ -20,10 +20,16 @@ log = logging.getLogger(__name__)
 SESSION_TIMEOUT_MS = 10_000
 
 
+# librdkafka's own log lines, through Python's logging (so JSON like ours) instead of
+# its stderr text; served by the client's poll()/consume() calls.
+CLIENT_LOGGER = logging.getLogger("librdkafka")
+
+
 def offsets_in_the_table(config: Mapping[str, object]) -> dict[str, object]:
     """Consumer settings of a job whose offsets live in the table it commits to:
     nothing auto-committed, the beginning when the table has no offset yet."""
     return {
+        "logger": CLIENT_LOGGER,
         **config,
         "enable.auto.commit": False,
         "auto.offset.reset": "earliest",
@@ -176,3 +182,22 @@ def _watermarks(consumer: Consumer, tp: TopicPartition, timeout_s: float = 60) -
                 raise
             log.info("waiting for partition leaders of %s: %s", tp.topic, exc)
             time.sleep(0.5)
+
+
+def consumer_lag(consumer: Consumer, done: Mapping[int, int] | None = None) -> int:
+    """Records on the consumer's assigned partitions that are not done yet, from the
+    client's own figures (no broker round trip): the high watermark of the last
+    fetch minus `done[partition]` (the next offset a job still has to finish, e.g.
+    to archive), else minus the consumer's position. -1 when the client cannot say."""
+    try:
+        positions = consumer.position(consumer.assignment())
+        total = 0
+        for tp in positions:
+            marks = consumer.get_watermark_offsets(tp, cached=True)
+            start = (done or {}).get(tp.partition, tp.offset)
+            if marks is None or marks[1] < 0 or start < 0:
+                continue  # nothing fetched from it yet
+            total += max(0, int(marks[1]) - int(start))
+        return total
+    except KafkaException:
+        return -1

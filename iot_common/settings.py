@@ -18,6 +18,7 @@ from iot_common.contract import (
     DEFAULT_MAX_PAYLOAD_BYTES,
     TimeBounds,
 )
+from iot_common.logs import LogFormat
 
 # The sensor list is the generator's file (the challenge's contract); the bridge
 # publishes it to Kafka. Found from this checkout unless SENSORS_FILE says otherwise.
@@ -32,6 +33,8 @@ class CommonSettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     logging_level: str = "INFO"
+    # One JSON object a line (json) or plain text (text): iot_common.logs.
+    log_format: LogFormat = "json"
 
 
 class ContractSettings(CommonSettings):

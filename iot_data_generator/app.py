@@ -12,18 +12,29 @@ import signal
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import IO, Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.enums import CallbackAPIVersion
+from prometheus_client import start_http_server
 
 from iot_common.contract import SensorSpec, parse_sensors
+from iot_common.logs import configure as configure_logging
+from iot_common.metrics import CountersCollector, counter, service_registry
+from iot_common.stats import Counters
 from iot_data_generator.readings import Faults, next_tick, readings_for_tick, utc_naive_now
 from iot_data_generator.settings import GeneratorSettings
 
 log = logging.getLogger("iot_data_generator")
+
+
+@dataclass
+class PublisherStats(Counters):
+    published: int = counter("messages handed to the MQTT client")
+    confirmed: int = counter("messages the broker confirmed (PUBACK at QoS 1)")
 
 
 class Publisher:
@@ -34,8 +45,7 @@ class Publisher:
         self._lock = threading.Lock()
         self._pending: dict[int, bytes] = {}
         self._confirmed_early: set[int] = set()
-        self.published = 0
-        self.confirmed = 0
+        self.stats = PublisherStats()
         self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.mqtt_client_id)
         if s.mqtt_username:
             password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
@@ -52,7 +62,7 @@ class Publisher:
         # Not under the lock: paho may run on_publish (which takes it) meanwhile.
         info = self.client.publish(topic, payload, qos=qos)
         with self._lock:
-            self.published += 1
+            self.stats.published += 1
             if info.mid in self._confirmed_early:
                 self._confirmed_early.discard(info.mid)
                 self._confirm(payload)
@@ -68,7 +78,7 @@ class Publisher:
                 self._confirm(payload)
 
     def _confirm(self, payload: bytes) -> None:
-        self.confirmed += 1
+        self.stats.confirmed += 1
         if self._log is not None:
             self._log.write(payload.hex() + "\n")
 
@@ -80,6 +90,17 @@ class Publisher:
                     return True
             time.sleep(0.05)
         return False
+
+
+def serve_metrics(s: GeneratorSettings, stats: PublisherStats) -> None:
+    """/metrics on METRICS_PORT; a port in use costs the metrics, not the readings."""
+    if not s.metrics_port:
+        return
+    registry = service_registry(CountersCollector("iot_generator", lambda: [({}, stats)]))
+    try:
+        start_http_server(s.metrics_port, s.metrics_host, registry)
+    except OSError as exc:
+        log.warning("no metrics: cannot listen on %s:%d (%s)", s.metrics_host, s.metrics_port, exc)
 
 
 def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Event) -> int:
@@ -96,6 +117,7 @@ def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Ev
     rng = random.Random(s.fault_seed)
     log_file = open(s.published_log, "a", buffering=1) if s.published_log else None  # noqa: SIM115
     pub = Publisher(s, log_file)
+    serve_metrics(s, pub.stats)
     pub.client.connect_async(s.mqtt_host, s.mqtt_port)
     pub.client.loop_start()
     interval = s.interval_ms / 1000
@@ -126,15 +148,13 @@ def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Ev
         pub.client.loop_stop()
         if log_file:
             log_file.close()
-    log.info("published %d messages, %d confirmed", pub.published, pub.confirmed)
+    log.info("published %d messages, %d confirmed", pub.stats.published, pub.stats.confirmed)
     return 0
 
 
 def main() -> int:
     s = GeneratorSettings()
-    logging.basicConfig(
-        level=s.logging_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(s.logging_level, s.log_format)
     try:
         sensors = parse_sensors(Path(s.sensors_file).read_bytes())
     except (OSError, ValueError) as exc:

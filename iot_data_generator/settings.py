@@ -23,6 +23,9 @@ class GeneratorSettings(MqttSettings, SensorListSettings):
     mqtt_qos: int = Field(default=1, ge=0, le=2)
     mqtt_client_id: str = ""  # empty: a random id (the broker keeps no session for it)
     run_seconds: float = 0  # 0 = run until stopped
+    # Prometheus metrics on http://METRICS_HOST:METRICS_PORT/metrics (0: none).
+    metrics_port: int = 0
+    metrics_host: str = "127.0.0.1"
     # Append every payload the broker confirmed (PUBACK at QoS 1) as a line: for tests/audits.
     published_log: Path | None = None
 

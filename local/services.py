@@ -92,6 +92,7 @@ class Stack:
     kafka_port: int = 9092
     controller_port: int = 9093
     bridge_health_port: int = 8081
+    generator_metrics_port: int = 8082
     stream_web_port: int = 6066
     metastore_port: int = 9083
     postgres_port: int = 5433  # not 5432: a system PostgreSQL may hold that
@@ -561,6 +562,7 @@ SERVICES: tuple[Service, ...] = (
         name="iot_data_generator",
         order=30,
         command=_python("iot_data_generator"),
+        env=lambda s: {"METRICS_PORT": str(s.generator_metrics_port)},
     ),
     # The web entry point: reads the stream jobs' catalogue and Trino, serves pages.
     Service(

@@ -12,9 +12,11 @@ import contextlib
 import os
 import subprocess
 import sys
+import time
+import urllib.request
 
 from iot_common import topics
-from local import supervisor
+from local import figures, supervisor
 from local.common import ROOT, StackError, ensure_secrets, wait_for
 from local.install import trino_cli, trino_java_home
 from local.services import SERVICES, SUPERSET_PYTHON, SUPERSET_SECRETS, Stack, health
@@ -112,6 +114,35 @@ def status() -> None:
     print(supervisor.ctl(conf, "status").stdout.rstrip())
     for name, ok in health(s).items():
         print(f"  {name:<20} {'healthy' if ok else 'NOT healthy'}")
+    urls = {
+        "generator": f"http://127.0.0.1:{s.generator_metrics_port}/metrics",
+        "bridge": f"http://127.0.0.1:{s.bridge_health_port}/metrics",
+        "jobs": f"http://127.0.0.1:{s.stream_web_port}/metrics",
+    }
+    first = {k: _scrape(u) for k, u in urls.items()}
+    time.sleep(STATUS_SECONDS)
+    second = {k: _scrape(u) for k, u in urls.items()}
+
+    def pair(k: str) -> tuple[str, str] | None:
+        a, b = first[k], second[k]
+        return (a, b) if a is not None and b is not None else None
+
+    print(f"figures (rates over {STATUS_SECONDS:.0f} s; all of them: {', '.join(urls.values())})")
+    lines = figures.summary(
+        pair("bridge"), pair("jobs"), STATUS_SECONDS, generator=pair("generator")
+    )
+    print("\n".join(lines))
+
+
+STATUS_SECONDS = 2.0
+
+
+def _scrape(url: str) -> str | None:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return r.read().decode()  # type: ignore[no-any-return]
+    except OSError:
+        return None
 
 
 def logs(follow: bool) -> None:

@@ -7,6 +7,8 @@ import signal
 import sys
 from types import FrameType
 
+from iot_common.logs import configure as configure_logging
+from iot_common.metrics import CountersCollector, service_registry
 from mqtt_bridge.bridge import Bridge
 from mqtt_bridge.errors import BridgeError
 from mqtt_bridge.health import serve_health
@@ -15,10 +17,7 @@ from mqtt_bridge.settings import BridgeSettings
 
 def main() -> int:
     settings = BridgeSettings()
-    logging.basicConfig(
-        level=settings.logging_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    configure_logging(settings.logging_level, settings.log_format)
     bridge = Bridge(settings)
 
     def on_signal(signum: int, _frame: FrameType | None) -> None:
@@ -28,8 +27,14 @@ def main() -> int:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     if settings.health_port:
+        metrics = service_registry(
+            CountersCollector("iot_bridge", lambda: [({}, bridge.stats)]),
+        )
         serve_health(
-            settings.health_port, lambda: (bridge.stats.mqtt_connected, bridge.stats.as_dict())
+            settings.health_port,
+            lambda: (bridge.stats.mqtt_connected, bridge.stats.as_dict()),
+            metrics,
+            host=settings.health_host,
         )
     try:
         bridge.run()

@@ -44,7 +44,8 @@ from iot_common import topics
 from iot_common.contract import parse_reading
 from iot_common.crashpoints import crash_point
 from iot_common.errors import InvalidReading
-from iot_common.kafka_io import ensure_topics, read_tail
+from iot_common.kafka_io import CLIENT_LOGGER, ensure_topics, read_tail
+from iot_common.metrics import by_label, counter, gauge
 from iot_common.stats import Counters
 from iot_common.topics import TopicSpec
 from mqtt_bridge.dedup import Key, RecentDigests, RecentKeys, Verdict
@@ -119,18 +120,26 @@ def bounded_reason(reason: str) -> bytes:
     return reason.encode("utf-8", "replace")[:MAX_REASON]
 
 
+def reason_code(reason: str) -> str:
+    """The stable code a reason starts with ("not_json: ..." -> "not_json"): our own
+    words, never the message's, so the metric's label values stay few."""
+    return reason.split(":", 1)[0]
+
+
 @dataclass
 class Stats(Counters):
-    received: int = 0
-    forwarded: int = 0
-    dead_lettered: int = 0
-    redeliveries_dropped: int = 0
-    kafka_rejected: int = 0  # records Kafka refused, dead-lettered instead
-    internal_errors: int = 0  # unforeseen exceptions on one message, dead-lettered
-    untraceable: int = 0  # messages not even a bare dead letter could hold (logged)
-    in_flight: int = 0
-    mqtt_connected: bool = False
-    outage_horizon_s: float = 0.0
+    received: int = counter("MQTT messages received")
+    forwarded: int = counter("readings handed to Kafka (iot.readings)")
+    dead_lettered: int = counter("messages sent to the dead letters (iot.readings.dlq)")
+    dead_letters: dict[str, int] = by_label("reason", "dead letters by reason code")
+    redeliveries_dropped: int = counter("MQTT resends of a message already handled")
+    kafka_rejected: int = counter("records Kafka refused, dead-lettered instead")
+    kafka_errors: int = counter("Kafka client errors reported (reconnects, timeouts)")
+    internal_errors: int = counter("unforeseen exceptions on one message, dead-lettered")
+    untraceable: int = counter("messages not even a bare dead letter could hold (logged)")
+    in_flight: int = gauge("records handed to Kafka and not yet confirmed")
+    mqtt_connected: bool = gauge("1 while connected to the MQTT broker", False)
+    outage_horizon_s: float = gauge("how long Kafka may be away with nothing lost (s)")
 
 
 class ReceivedAt:
@@ -153,6 +162,7 @@ class ReceivedAt:
 def producer_config(settings: BridgeSettings) -> dict[str, object]:
     return {
         "bootstrap.servers": settings.kafka_bootstrap_servers,
+        "logger": CLIENT_LOGGER,
         "enable.idempotence": True,
         "acks": "all",
         "linger.ms": 5,
@@ -373,6 +383,8 @@ class Bridge:
             return
         self._dead.remember(topic, sha)
         self.stats.dead_lettered += 1
+        code = reason_code(reason)
+        self.stats.dead_letters[code] = self.stats.dead_letters.get(code, 0) + 1
         limit = self.s.dlq_max_payload_bytes
         base: Headers = [
             *headers,
@@ -472,6 +484,7 @@ class Bridge:
                 self._ack(other, qos)
 
     def _on_kafka_error(self, err: KafkaError) -> None:
+        self.stats.kafka_errors += 1
         if err.fatal():
             self._fail(KafkaDeliveryError(f"fatal Kafka producer error: {err}"))
         else:

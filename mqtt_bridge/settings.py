@@ -47,4 +47,6 @@ class BridgeSettings(ContractSettings, MqttSettings, KafkaSettings, SensorListSe
     planned_readings_per_second: float = Field(default=2_500.0, gt=0)
     planned_payload_bytes: int = Field(default=70, gt=0)  # the original format: ~67 B
 
+    # /health and /metrics; HEALTH_HOST 0.0.0.0 in a container (compose), loopback here.
     health_port: int = 8081  # 0 = no health endpoint
+    health_host: str = "127.0.0.1"

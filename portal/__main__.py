@@ -5,17 +5,14 @@ import sys
 
 from aiohttp import web
 
+from iot_common.logs import configure as configure_logging
 from portal.app import create
 from portal.settings import PortalSettings
 
 
 def main() -> int:
     settings = PortalSettings()
-    logging.basicConfig(
-        level=settings.logging_level.upper(),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # probes would flood the log
+    configure_logging(settings.logging_level, settings.log_format)
     logging.getLogger(__name__).info(
         "portal on http://%s:%d/ (catalogue from %s, Trino %s:%d)",
         settings.portal_host,

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterable, Mapping
@@ -31,6 +32,9 @@ from datetime import UTC, datetime
 from typing import Any
 
 import orjson
+
+from iot_common.metrics import by_label, counter
+from iot_common.stats import Counters
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +88,12 @@ class SensorDirectory:
         return {"known": len(self.sensors), "skipped": self.skipped}
 
 
+@dataclass
+class DeadLetterCounts(Counters):
+    dead_letters: dict[str, int] = by_label("reason", "dead letters read, by reason code")
+    alerts: int = counter("alerts logged (DEAD_LETTER_ALERT_PER_MINUTE)")
+
+
 class DeadLetterWatch:
     """Dead letters by reason code: in total, in the last minute, and alerts."""
 
@@ -125,6 +135,10 @@ class DeadLetterWatch:
             if not self._in_window[code]:
                 del self._in_window[code]
 
+    def counts(self) -> DeadLetterCounts:
+        """The totals as metrics (iot_common.metrics)."""
+        return DeadLetterCounts(dict(self.total), self.alerts)
+
     def summary(self, now: float | None = None) -> dict[str, Any]:
         self._forget(time.monotonic() if now is None else now)
         return {
@@ -135,11 +149,16 @@ class DeadLetterWatch:
 
 
 def reason_code(reason: bytes | None) -> str:
-    """The stable code of a `reason` header ("invalid_json: ..." -> "invalid_json")."""
+    """The stable code of a `reason` header ("invalid_json: ..." -> "invalid_json");
+    "other" for a header our bridge would not write (anyone may write to the topic,
+    and a code is a metric's label: it must come from a small set)."""
     if not reason:
         return "unknown"
-    code = reason.split(b":", 1)[0].strip()[:64]
-    return code.decode("ascii", "replace") or "unknown"
+    code = reason.split(b":", 1)[0].strip()
+    return code.decode("ascii") if _CODE.fullmatch(code) else "other"
+
+
+_CODE = re.compile(rb"[a-z][a-z0-9_]{0,39}")
 
 
 def headers_of(raw: Any) -> dict[str, bytes | None]:

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -21,6 +22,14 @@ from confluent_kafka import Producer
 from mode import Service
 
 from iot_common.kafka_io import SESSION_TIMEOUT_MS, read_all, read_partitions
+from iot_common.logs import dict_config
+from iot_common.metrics import (
+    CONTENT_TYPE,
+    CountersCollector,
+    GaugeFunction,
+    render,
+    service_registry,
+)
 from stream_jobs.agents import DeadLetterWatch, SensorDirectory, register
 from stream_jobs.archive import TopicArchiver
 from stream_jobs.catalog import NoSqlCatalog, SqlCatalog, sql_catalog
@@ -54,7 +63,9 @@ app = faust.App(
     settings.app_id,
     broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")),
     web_port=settings.web_port,
-    web_host="0.0.0.0",
+    web_host=settings.web_host,
+    # Our format (JSON lines by default) instead of Faust's coloured text.
+    logging_config=dict_config(settings.logging_level, settings.log_format),
     datadir=settings.datadir,
     topic_replication_factor=1,
     # A worker that died leaves Faust's own group after this long; Faust's 60 s
@@ -311,6 +322,38 @@ async def health(web: Any, request: Any) -> Any:
             "dead_letters": WATCH.summary(),
         }
     )
+
+
+def _freshness() -> list[tuple[list[str], float]]:
+    now = time.time()
+    return [
+        ([a.spec.name], now - a.stats.newest_event_unix)
+        for a in JOBS.archivers
+        if a.stats.newest_event_unix
+    ]
+
+
+METRICS = service_registry(
+    CountersCollector(
+        "iot_jobs_archive", lambda: [({"table": a.spec.name}, a.stats) for a in JOBS.archivers]
+    ),
+    CountersCollector("iot_jobs_readings_1m", lambda: [({}, JOBS.minutes.stats)]),
+    CountersCollector("iot_jobs_quality_1m", lambda: [({}, JOBS.quality.stats)]),
+    CountersCollector("iot_jobs_maintenance", lambda: [({}, JOBS.maintenance.stats)]),
+    CountersCollector("iot_jobs", lambda: [({}, WATCH.counts())]),
+    GaugeFunction(
+        "iot_jobs_freshness_seconds",
+        "now minus the newest event time archived in the table",
+        ["table"],
+        _freshness,
+    ),
+)
+
+
+@app.page("/metrics")
+async def metrics(web: Any, request: Any) -> Any:
+    # aiohttp refuses a content_type with a charset in it: set the header itself.
+    return web.bytes(render(METRICS), headers={"Content-Type": CONTENT_TYPE})
 
 
 @app.page("/catalogue.json")

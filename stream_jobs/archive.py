@@ -27,7 +27,8 @@ import pyarrow.compute as pc
 from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
 
 from iot_common.contract import TimeBounds
-from iot_common.kafka_io import offsets_in_the_table, records_of
+from iot_common.kafka_io import consumer_lag, offsets_in_the_table, records_of
+from iot_common.metrics import counter, gauge
 from iot_common.stats import Counters
 from stream_jobs.checkpoint import Checkpoint
 from stream_jobs.iceberg import IcebergTable
@@ -48,13 +49,24 @@ def since(rows: pa.Table, floors: Mapping[int, int]) -> pa.Table:
     return rows.filter(pc.fill_null(keep, True))
 
 
+def newest_event(rows: pa.Table, column: str | None) -> float:
+    """The newest event time in `rows` (Unix seconds), 0 without one."""
+    if not column or column not in rows.column_names or rows.num_rows == 0:
+        return 0.0
+    newest = pc.max(rows[column]).as_py()
+    return newest.timestamp() if newest is not None else 0.0
+
+
 @dataclass
 class ArchiveStats(Counters):
-    rows: int = 0
-    rejected: int = 0  # records the contract rejected, written to raw.rejected
-    files: int = 0
-    commits: int = 0
-    last_commit_unix: float = 0.0
+    rows: int = counter("records archived (as rows or as rejected rows)")
+    rejected: int = counter("records the contract rejected, written to raw.rejected")
+    files: int = counter("Parquet files written")
+    bytes: int = counter("Parquet bytes written to the table (not raw.rejected)")
+    commits: int = counter("table commits")
+    last_commit_unix: float = gauge("time of the last commit (Unix seconds)")
+    newest_event_unix: float = gauge("newest event time archived (Unix seconds; 0: none yet)")
+    lag: int = gauge("records in Kafka not archived yet (-1: unknown)")
     assigned: list[int] = field(default_factory=list)
 
 
@@ -163,6 +175,10 @@ class TopicArchiver:
                 self.rejected.ident if self.rejected else "-",
             )
         self.stats.rows += len(records)  # archived: as rows or dead letters
+        self.stats.bytes = self.table.bytes_written
+        self.stats.newest_event_unix = max(
+            self.stats.newest_event_unix, newest_event(built.rows, self.spec.partition_source)
+        )
         self.stats.rejected += dead
         self.stats.files += len(files)
         self.stats.commits += 1
@@ -205,6 +221,7 @@ class TopicArchiver:
         self._consumer = consumer
         consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
         poll_timeout = min(0.5, self.rotate_seconds / 4)
+        lag_at = 0.0
         try:
             while not stop.is_set():
                 batch = consumer.consume(num_messages=10_000, timeout=poll_timeout)
@@ -222,6 +239,10 @@ class TopicArchiver:
                 ]
                 self.add(records)
                 self.flush_due()
+                now = self.clock()
+                if now - lag_at >= 1.0:  # the client's own figures, once a second
+                    self.stats.lag = consumer_lag(consumer, self._next)
+                    lag_at = now
             self._stop = threading.Event()  # the last flush must land, not give up
             self.flush_due(force=True)  # graceful stop: leave nothing half-archived
         finally:

@@ -327,6 +327,7 @@ class IcebergTable:
         self.lock = threading.Lock()
         self._table: Table | None = None
         self.commits = 0
+        self.bytes_written = 0  # Parquet bytes of the data files written (metrics)
 
     @property
     def table(self) -> Table:
@@ -364,7 +365,9 @@ class IcebergTable:
         for day, part in split_by_day(rows, self.spec.partition_column):
             folder = f"{self.spec.partition_source}_day={day}/" if day is not None else ""
             path = self.lake.path(base, "data", f"{folder}{uuid.uuid4().hex}.parquet")
-            self.lake.write_atomic(path, parquet_bytes(part, self.spec.sort_by, self.zstd_level))
+            data = parquet_bytes(part, self.spec.sort_by, self.zstd_level)
+            self.lake.write_atomic(path, data)
+            self.bytes_written += len(data)
             uris.append(self.lake.uri_of(path))
         return uris
 

@@ -59,7 +59,8 @@ from pyiceberg.expressions import And
 from iot_common.contract import TimeBounds, parse_reading
 from iot_common.crashpoints import crash_point
 from iot_common.errors import InvalidReading
-from iot_common.kafka_io import ensure_topics, offsets_in_the_table, records_of
+from iot_common.kafka_io import consumer_lag, ensure_topics, offsets_in_the_table, records_of
+from iot_common.metrics import gauge
 from iot_common.stats import Counters
 from iot_common.topics import readings_1m_spec
 from stream_jobs.checkpoint import Checkpoint
@@ -229,6 +230,7 @@ class MinuteStats(Counters):
     checkpoints: int = 0
     skipped_invalid: int = 0  # break the contract: the archive dead-letters them
     errors: int = 0  # records that failed otherwise (logged), skipped
+    lag: int = gauge("readings in Kafka not read into a window yet (-1: unknown)")
 
 
 class Producer(Protocol):
@@ -492,6 +494,7 @@ class MinuteJob:
             [self.readings_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
         )
         last_commit = last_ranges = time.monotonic()
+        lag_at = 0.0
         try:
             while not stop.is_set():
                 batch = consumer.consume(num_messages=10_000, timeout=0.2)
@@ -505,6 +508,9 @@ class MinuteJob:
                     )
                 self.tick()
                 now = time.monotonic()
+                if now - lag_at >= 1.0:
+                    self.stats.lag = consumer_lag(consumer)
+                    lag_at = now
                 if now - last_commit >= self.commit_s:
                     for partition in list(self.windows):
                         self.checkpoint(partition)

@@ -68,6 +68,8 @@ class StreamSettings(ContractSettings, KafkaSettings, TrinoSettings):
     dead_letter_alert_per_minute: int = Field(default=100, ge=1)
 
     web_port: int = 6066
+    # /health, /metrics, /catalogue.json; WEB_HOST 0.0.0.0 in a container (compose).
+    web_host: str = "127.0.0.1"
     datadir: str = "data/stream_jobs"
 
     def iceberg_s3(self) -> dict[str, str]:

@@ -20,6 +20,7 @@ import pyarrow as pa
 from pyiceberg.exceptions import NoSuchTableError
 
 from iot_data_generator.readings import fleet
+from local.common import StackError
 from local.services import ROOT, Stack, free_port, port_open, wait_for
 from stream_jobs.iceberg import connect
 from stream_jobs.lake import Lake
@@ -65,8 +66,12 @@ class Proc:
             os.killpg(self.p.pid, signal.SIGKILL)
             return self.p.wait()
 
-    def tail(self, n: int = 40) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
+    def tail(self, n: int = 40, quiet: bool = False) -> str:
+        """The log's last `n` lines; `quiet` leaves out librdkafka's connection noise."""
+        lines = self.log.read_text(errors="replace").splitlines()
+        if quiet:
+            lines = [ln for ln in lines if "Connect to ipv4" not in ln and "|FAIL|" not in ln]
+        return "\n".join(lines[-n:])
 
 
 def start_brokers(data: Path) -> tuple[Stack, Proc, Proc]:
@@ -272,6 +277,12 @@ class Pipeline:
         with urllib.request.urlopen(url, timeout=5) as r:
             return json.loads(r.read())  # type: ignore[no-any-return]
 
+    def _health_or_error(self, port_env: str) -> object:
+        try:
+            return self.health(port_env)
+        except OSError as e:
+            return f"unreachable ({e})"
+
     def wait_sql_ready(self, timeout: float = 90) -> None:
         import json
         import urllib.request
@@ -339,9 +350,16 @@ class Pipeline:
 
         try:
             wait_for(enough, timeout, f"{n} rows in {table}")
-        except Exception:
-            print(self.bridge.tail(), "\n----\n", self.jobs.tail())
-            raise
+        except StackError as e:
+            # CI keeps the head of a failure: the figures first, then the logs
+            # without librdkafka's reconnect lines.
+            raise AssertionError(
+                f"{e}: {self.table(table).num_rows} archived\n"
+                f"bridge /health: {self._health_or_error('HEALTH_PORT')}\n"
+                f"jobs /health: {self._health_or_error('WEB_PORT')}\n"
+                f"--- bridge log\n{self.bridge.tail(30, quiet=True)}\n"
+                f"--- jobs log\n{self.jobs.tail(60, quiet=True)}"
+            ) from e
         time.sleep(2.5)  # a duplicate would land within a rotation or two
 
 

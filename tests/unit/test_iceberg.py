@@ -128,6 +128,7 @@ class FakeIcebergTable:
         self.commits: list[Commit] = []
         self.log: list[str] = [] if log is None else log
         self.fail_commits = 0
+        self.bytes_written = 0
 
     @property
     def table(self) -> FakeTable:
@@ -147,6 +148,7 @@ class FakeIcebergTable:
         for day, part in split_by_day(rows, self.spec.partition_column):
             uri = f"mem://{self.ident}/{day}/{uuid.uuid4().hex}.parquet"
             self.written[uri] = part
+            self.bytes_written += part.nbytes  # in memory: Arrow's size, not Parquet's
             uris.append(uri)
         return uris
 

@@ -3,6 +3,7 @@ ends up committed with its offsets, errors Kafka reports are handled as the loop
 says, and a graceful stop leaves nothing buffered."""
 
 import threading
+from datetime import UTC, datetime
 
 import pytest
 from confluent_kafka import KafkaError, TopicPartition
@@ -62,9 +63,10 @@ class ScriptedConsumer:
     """Assigns partition 0 at subscribe, hands out `batches` one per consume(),
     then sets `stop` (the job's graceful stop)."""
 
-    def __init__(self, config, batches, stop):
+    def __init__(self, config, batches, stop, high=5):
         self.config, self.batches, self.stop = config, list(batches), stop
         self.closed = False
+        self.high, self.next_offset = high, 0  # partition 0's end and the next to read
 
     def subscribe(self, topics, on_assign, on_revoke):
         self.on_revoke = on_revoke
@@ -83,7 +85,21 @@ class ScriptedConsumer:
         if not self.batches:
             self.stop.set()
             return []
-        return self.batches.pop(0)
+        batch = self.batches.pop(0)
+        offsets = [m.offset() for m in batch if m.offset() is not None]
+        self.next_offset = max([self.next_offset, *(o + 1 for o in offsets)])
+        return batch
+
+    # the client's own figures (consumer_lag)
+    def assignment(self):
+        return self.assigned
+
+    def position(self, partitions):
+        return [TopicPartition(tp.topic, tp.partition, self.next_offset) for tp in partitions]
+
+    def get_watermark_offsets(self, tp, cached):
+        assert cached  # never a broker round trip on the job's loop
+        return (0, self.high)
 
     def close(self):
         self.closed = True
@@ -132,6 +148,12 @@ def test_the_archive_loop_commits_what_it_read_and_skips_what_kafka_flags(tmp_pa
     assert consumer.config["enable.auto.commit"] is False  # offsets live in the table
     assert readings.rows().num_rows == 2 and rejected.rows().num_rows == 1
     assert committed_offsets(readings.properties, TOPIC) == {0: 3}
+    # The metrics: 5 records in the partition, 2 read and none archived at the first
+    # (and only) lag reading; the newest event time and the bytes of the last flush.
+    assert archiver.stats.lag == 3
+    newest = datetime(2026, 11, 24, 23, 59, 59, 500_000, tzinfo=UTC)  # reading()'s dt
+    assert archiver.stats.newest_event_unix == newest.timestamp()
+    assert archiver.stats.bytes == readings.bytes_written > 0
 
 
 def test_a_fatal_kafka_error_stops_the_loop_and_the_table_keeps_its_checkpoint(tmp_path):
