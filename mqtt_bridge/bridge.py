@@ -50,6 +50,7 @@ from iot_common.stats import Counters
 from iot_common.topics import TopicSpec
 from mqtt_bridge.dedup import Key, RecentDigests, RecentKeys, Verdict
 from mqtt_bridge.errors import KafkaDeliveryError
+from mqtt_bridge.limits import FloodGuard, topic_mismatch
 from mqtt_bridge.sensors import SensorPublisher
 from mqtt_bridge.settings import READBACK_GROUP, BridgeSettings
 
@@ -183,6 +184,8 @@ class Bridge:
         self._bounds = settings.time_bounds()
         self._recent = RecentKeys(settings.dedup_window)
         self._dead = RecentDigests(settings.dead_letter_memory)
+        self._flood = FloodGuard(settings.max_readings_per_sensor_second)
+        self._device_prefix = f"{settings.mqtt_topic}/".encode()
         # Reading keys sent to Kafka but not confirmed -> resends waiting for that confirmation.
         self._pending: dict[Key, list[int]] = {}
         self._errors_logged = 0
@@ -306,7 +309,24 @@ class Bridge:
         except InvalidReading as exc:
             self._dead_letter(payload, headers, exc.reason, mid, qos, dup=dup)
             return
+        if topic_mismatch(topic, self._device_prefix, reading.sensor_id):
+            reason = f"topic_mismatch: a reading of {reading.sensor_id!r:.64} on a device's topic"
+            self._dead_letter(payload, headers, reason, mid, qos, dup=dup)
+            return
         verdict = self._recent.check(reading.key, hash(payload), dup)
+        if verdict is Verdict.NEW and dup and (topic, _sha256(payload)) in self._dead:
+            # The broker resends a reading dead-lettered before a restart (rate_limited:
+            # a decision of the memory we lost): it is in the dead letters once already.
+            self.stats.redeliveries_dropped += 1
+            self._ack(mid, qos)
+            return
+        if verdict is Verdict.NEW and not self._flood.admit(reading.sensor_id, reading.ts_us):
+            reason = (
+                f"rate_limited: more than {self.s.max_readings_per_sensor_second} readings"
+                f" of {reading.sensor_id!r:.64} in one second of dt"
+            )
+            self._dead_letter(payload, headers, reason, mid, qos, dup=dup)
+            return
         if verdict is Verdict.NEW:
             self._pending[reading.key] = []
             key = reading.key

@@ -35,6 +35,9 @@ class BridgeSettings(ContractSettings, MqttSettings, KafkaSettings, SensorListSe
     # A dead letter keeps at most this much of its payload (a prefix, with the full
     # size and SHA-256 in headers): far below Kafka's 1 MB record limit.
     dlq_max_payload_bytes: int = Field(default=65_536, ge=256, le=900_000)
+    # Flood detection (mqtt_bridge.limits): readings of one sensor past this many in
+    # one second of event time are dead letters (rate_limited). The original sends one.
+    max_readings_per_sensor_second: int = Field(default=100, ge=1)
     # Records handed to Kafka but not yet confirmed; above it the MQTT loop waits.
     max_in_flight: int = Field(default=20_000, ge=1)
 

@@ -87,12 +87,16 @@ def test_malformed_messages_go_to_the_dead_letters_with_reasons(pipeline):
     for i, payload in enumerate(bad):
         corpus += [good(i), payload]
     corpus.append(good(0))  # the same reading again: a duplicate, kept as a dead letter
+    # Sensor 1's own topic: its readings pass; another sensor's reading there does not.
+    device = f"{pipeline.mqtt_topic}/Sensor 1"
+    impostor = reading_payload("Sensor 2", __import__("datetime").datetime(2026, 1, 1), 5)
+    bad[impostor] = "topic_mismatch"
     mqtt_publish(pipeline.stack.mqtt_port, pipeline.mqtt_topic, corpus[:10])
-    mqtt_publish(pipeline.stack.mqtt_port, f"{pipeline.mqtt_topic}/gateway-7", corpus[10:])
+    mqtt_publish(pipeline.stack.mqtt_port, device, [*corpus[10:], impostor])
 
     pipeline.wait_archived("rejected", len(bad) + 1)
-    pipeline.wait_archived("readings", len(bad))
-    assert sorted(pipeline.readings_payloads()) == sorted(good(i) for i in range(len(bad)))
+    pipeline.wait_archived("readings", len(bad) - 1)
+    assert sorted(pipeline.readings_payloads()) == sorted(good(i) for i in range(len(bad) - 1))
 
     rejected = pipeline.table("rejected").to_pylist()
     assert len(rejected) == len(bad) + 1
@@ -103,5 +107,23 @@ def test_malformed_messages_go_to_the_dead_letters_with_reasons(pipeline):
     assert dup["payload"] == good(0)
     assert {r["mqtt_topic"] for r in rejected} == {
         pipeline.mqtt_topic,
-        f"{pipeline.mqtt_topic}/gateway-7",
+        device,
     }
+
+
+def test_a_flood_from_one_sensor_is_cut_at_the_limit_into_dead_letters(pipeline):
+    from datetime import datetime
+
+    second = datetime(2026, 1, 2, 3, 4, 5)
+    limit = 100  # MAX_READINGS_PER_SENSOR_SECOND's default
+    flood = [reading_payload("Flooder", second.replace(microsecond=i), i % 40) for i in range(130)]
+    calm = [reading_payload("Calm", second.replace(second=s), 1) for s in range(30)]
+    mqtt_publish(pipeline.stack.mqtt_port, pipeline.mqtt_topic, flood + calm)
+
+    pipeline.wait_archived("rejected", 30)
+    pipeline.wait_archived("readings", limit + len(calm))
+    assert Counter(pipeline.readings_payloads()) == Counter(flood[:limit] + calm)
+    rejected = pipeline.table("rejected").to_pylist()
+    assert sorted(r["payload"] for r in rejected) == sorted(flood[limit:])
+    assert {r["reason_code"] for r in rejected} == {"rate_limited"}
+    assert pipeline.health("HEALTH_PORT")["dead_letters"] == {"rate_limited": 30}

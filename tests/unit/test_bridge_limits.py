@@ -5,6 +5,8 @@ import re
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from mqtt_bridge.bridge import DELIVERY_TIMEOUT_MS, outage_horizon_s
 from mqtt_bridge.dedup import RecentDigests
@@ -152,3 +154,122 @@ def test_a_dead_letter_kafka_refuses_is_sent_again_without_its_payload(monkeypat
     assert headers["truncated"] == b"true"
     assert headers["payload_size"] == b"8"
     assert acked == [9] and bridge.fatal is None
+
+
+# -- flood detection and device topics (mqtt_bridge.limits) ----------------------------
+
+
+@given(st.lists(st.tuples(st.sampled_from("abc"), st.integers(0, 5)), max_size=300))
+def test_the_flood_guard_admits_at_most_the_limit_per_sensor_and_event_second(events):
+    from collections import Counter
+
+    from mqtt_bridge.limits import FloodGuard
+
+    guard = FloodGuard(per_second=3)
+    admitted = Counter()
+    for sensor, second in events:
+        if guard.admit(sensor, second * 1_000_000 + 17):
+            admitted[(sensor, second)] += 1
+    offered = Counter(events)
+    assert admitted == Counter({k: min(3, n) for k, n in offered.items()})
+
+
+def test_a_backlog_delivered_fast_passes_when_its_event_times_are_spread():
+    from mqtt_bridge.limits import FloodGuard
+
+    guard = FloodGuard(per_second=2)
+    # An outage's backlog: one reading a second over an hour, handed over at once.
+    assert all(guard.admit("Sensor 1", s * 1_000_000) for s in range(3600))
+    assert guard.admit("Sensor 1", 3599 * 1_000_000 + 5)  # a second one in that second
+    assert not guard.admit("Sensor 1", 3599 * 1_000_000 + 6)  # a third: past the limit
+
+
+def test_the_flood_guard_memory_is_bounded():
+    from mqtt_bridge.limits import FloodGuard
+
+    guard = FloodGuard(per_second=1, capacity=100)
+    for s in range(1000):
+        guard.admit(f"spoofed {s}", 0)
+    assert len(guard) == 100
+
+
+def test_a_reading_on_a_device_topic_must_name_that_device():
+    from mqtt_bridge.limits import topic_mismatch
+
+    prefix = b"sensors/"
+    assert not topic_mismatch(b"sensors", prefix, "Sensor 1")  # the shared topic: any id
+    assert not topic_mismatch(b"sensors/Sensor 1", prefix, "Sensor 1")
+    assert topic_mismatch(b"sensors/Sensor 1", prefix, "Sensor 2")
+    assert topic_mismatch(b"sensors/Sensor 1/x", prefix, "Sensor 1")
+
+
+def bridge_sending_to_a_list(monkeypatch, **overrides):
+    from mqtt_bridge import bridge as bridge_module
+
+    settings = BridgeSettings(
+        _env_file=None, kafka_bootstrap_servers="127.0.0.1:1", health_port=0, **overrides
+    )
+    bridge = bridge_module.Bridge(settings)
+    sent = []
+    acked = []
+
+    def send(topic, key, value, headers, on_done, *a, **k):
+        sent.append((topic, value, dict(headers)))
+        on_done(None)  # Kafka confirms at once
+
+    monkeypatch.setattr(bridge, "_send", send)
+    monkeypatch.setattr(bridge, "_ack", lambda mid, qos: acked.append(mid))
+    return bridge, sent, acked
+
+
+def message(mid, payload, topic=b"sensors", dup=False):
+    import paho.mqtt.client as mqtt
+
+    msg = mqtt.MQTTMessage(mid=mid, topic=topic)
+    msg.payload, msg.qos, msg.dup = payload, 1, dup
+    return msg
+
+
+def test_a_flood_becomes_rate_limited_dead_letters_and_a_restart_keeps_each_once(monkeypatch):
+    from datetime import datetime
+
+    from iot_data_generator.readings import reading_payload
+
+    bridge, sent, acked = bridge_sending_to_a_list(monkeypatch, max_readings_per_sensor_second=5)
+    second = datetime(2026, 12, 1, 0, 0, 0)
+    flood = [reading_payload("Sensor 1", second.replace(microsecond=i), i) for i in range(8)]
+    for i, p in enumerate(flood):
+        bridge._on_message(None, None, message(i, p))
+    topics = [t for t, _, _ in sent]
+    assert topics.count(bridge.s.kafka_topic_readings) == 5
+    dead = [h for t, _, h in sent if t == bridge.s.kafka_topic_dlq]
+    assert len(dead) == 3 and all(h["reason"].startswith(b"rate_limited: ") for h in dead)
+    assert bridge.stats.dead_letters == {"rate_limited": 3}
+    assert sorted(acked) == list(range(8))
+
+    # A restart: the memories are refilled from the topics' tails (here: copied), and
+    # the broker resends what it saw no ack for, flagged DUP. The readings stay
+    # readings and the dead letters stay dead letters, each once.
+    again, sent2, _ = bridge_sending_to_a_list(monkeypatch, max_readings_per_sensor_second=5)
+    again._dead = bridge._dead
+    for key, digest in list(bridge._recent._digests.items())[:5]:  # the readings' tail
+        again._recent.remember(key, digest)
+    for i, p in enumerate(flood):
+        again._on_message(None, None, message(100 + i, p, dup=True))
+    assert sent2 == []
+    assert again.stats.redeliveries_dropped == 8
+
+
+def test_a_reading_naming_another_device_is_a_dead_letter(monkeypatch):
+    from datetime import datetime
+
+    from iot_data_generator.readings import reading_payload
+
+    bridge, sent, acked = bridge_sending_to_a_list(monkeypatch)
+    p = reading_payload("Sensor 2", datetime(2026, 12, 1), 3)
+    bridge._on_message(None, None, message(1, p, topic=b"sensors/Sensor 1"))
+    bridge._on_message(None, None, message(2, p, topic=b"sensors/Sensor 2"))
+    ((t1, _, h1), (t2, _, _)) = sent
+    assert t1 == bridge.s.kafka_topic_dlq and h1["reason"].startswith(b"topic_mismatch: ")
+    assert t2 == bridge.s.kafka_topic_readings
+    assert acked == [1, 2]
