@@ -11,7 +11,7 @@ QVENV := .venv-quality
 QPY := $(QVENV)/bin/python
 SVENV := .venv-superset
 
-.PHONY: help up down status logs sql quality superset superset-export test unit integration lint bench constraints system-deps clean
+.PHONY: help up down status logs mqtt-accounts device-password sql quality superset superset-export test unit integration lint bench constraints system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -68,6 +68,12 @@ down: ## Stop everything (the data in ./data is kept)
 
 status: ## What runs and whether it is healthy
 	@$(PY) -m local status
+
+mqtt-accounts: ## Write the broker's accounts again (a sensor added to sensors.json, a secret changed in .env) and reload them
+	$(PY) -m local mqtt-accounts
+
+device-password: ## The MQTT password of one device: make device-password SENSOR='Sensor 1'
+	@$(PY) -m local device-password --sensor "$(SENSOR)"
 
 sql: ## A Trino SQL prompt on the iceberg catalog (make up first)
 	@$(PY) -m local sql

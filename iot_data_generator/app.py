@@ -23,7 +23,7 @@ from prometheus_client import start_http_server
 
 from iot_common.contract import SensorSpec, parse_sensors
 from iot_common.logs import configure as configure_logging
-from iot_common.metrics import CountersCollector, counter, service_registry
+from iot_common.metrics import CountersCollector, by_label, counter, service_registry
 from iot_common.stats import Counters
 from iot_data_generator.readings import Faults, next_tick, readings_for_tick, utc_naive_now
 from iot_data_generator.settings import GeneratorSettings
@@ -35,6 +35,12 @@ log = logging.getLogger("iot_data_generator")
 class PublisherStats(Counters):
     published: int = counter("messages handed to the MQTT client")
     confirmed: int = counter("messages the broker confirmed (PUBACK at QoS 1)")
+    refused: dict[str, int] = by_label(
+        "reason", "messages the broker refused (MQTT 5 PUBACK reason, e.g. not authorized)"
+    )
+    connects_refused: dict[str, int] = by_label(
+        "reason", "connections the broker refused (bad login, not authorized)"
+    )
 
 
 class Publisher:
@@ -45,17 +51,20 @@ class Publisher:
         self._lock = threading.Lock()
         self._pending: dict[int, bytes] = {}
         self._confirmed_early: set[int] = set()
+        self._refused_early: set[int] = set()
         self.stats = PublisherStats()
-        self.client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=s.mqtt_client_id)
+        # MQTT 5: a refused publish gets a PUBACK with a reason (3.1.1 acks it silently).
+        self.client = mqtt.Client(
+            CallbackAPIVersion.VERSION2, client_id=s.mqtt_client_id, protocol=mqtt.MQTTv5
+        )
         if s.mqtt_username:
             password = s.mqtt_password.get_secret_value() if s.mqtt_password else None
             self.client.username_pw_set(s.mqtt_username, password)
         self.client.reconnect_delay_set(min_delay=1, max_delay=10)
         self.client.max_inflight_messages_set(1000)
         self.client.on_publish = self._on_publish
-        self.client.on_connect = lambda *_a: log.info(
-            "connected to %s:%d", s.mqtt_host, s.mqtt_port
-        )
+        self.client.on_connect = self._on_connect
+        self._where = f"{s.mqtt_host}:{s.mqtt_port}"
         self.client.on_disconnect = lambda *_a: log.warning("disconnected; paho reconnects")
 
     def publish(self, topic: str, payload: bytes, qos: int) -> None:
@@ -66,13 +75,30 @@ class Publisher:
             if info.mid in self._confirmed_early:
                 self._confirmed_early.discard(info.mid)
                 self._confirm(payload)
+            elif info.mid in self._refused_early:
+                self._refused_early.discard(info.mid)
             else:
                 self._pending[info.mid] = payload
 
-    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, _rc: Any, _p: object) -> None:
+    def _on_connect(self, _c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        if rc.is_failure:
+            reason = _reason(rc)
+            self.stats.connects_refused[reason] = self.stats.connects_refused.get(reason, 0) + 1
+            log.error("the broker at %s refused the connection: %s", self._where, rc)
+        else:
+            log.info("connected to %s", self._where)
+
+    def _on_publish(self, _c: mqtt.Client, _u: object, mid: int, rc: Any, _p: object) -> None:
         with self._lock:
             payload = self._pending.pop(mid, None)
-            if payload is None:
+            if rc.is_failure:  # refused, e.g. not authorized for the topic: not confirmed
+                reason = _reason(rc)
+                if not self.stats.refused:
+                    log.error("the broker refuses our messages: %s", rc)
+                self.stats.refused[reason] = self.stats.refused.get(reason, 0) + 1
+                if payload is None:
+                    self._refused_early.add(mid)
+            elif payload is None:
                 self._confirmed_early.add(mid)
             else:
                 self._confirm(payload)
@@ -90,6 +116,11 @@ class Publisher:
                     return True
             time.sleep(0.05)
         return False
+
+
+def _reason(rc: Any) -> str:
+    """A reason code's name as a label value: "Not authorized" -> "not_authorized"."""
+    return str(rc).strip().lower().replace(" ", "_").replace("/", "_")
 
 
 def serve_metrics(s: GeneratorSettings, stats: PublisherStats) -> None:

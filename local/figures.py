@@ -102,3 +102,9 @@ def summary(
         f"    dead letters read: {_reasons(_by(j1, 'iot_jobs_dead_letters_total', 'reason'))}",
     ]
     return lines
+
+
+def refused_logins(broker_log: str) -> int:
+    """Connections Mosquitto refused (bad login, no account): it counts none itself,
+    but logs each at its default level."""
+    return broker_log.count(" disconnected, not authorised.")

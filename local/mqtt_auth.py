@@ -42,12 +42,14 @@ import binascii
 import hashlib
 import hmac
 import os
+import secrets
 import stat
 import tempfile
+import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 Access = Literal["read", "write", "readwrite", "deny"]
 Rule = tuple[Access, str]
@@ -398,3 +400,102 @@ def _check_unique(accounts: Iterable[Account]) -> None:
         if account.username in seen:
             raise ValueError(f"two accounts are named {account.username!r}")
         seen.add(account.username)
+
+
+# -- the platform's credentials ---------------------------------------------------------
+
+BRIDGE_USER = "iot-mqtt-bridge"  # the bridge's client id too: its queued session survives
+GENERATOR_USER = "iot-generator"
+HEALTH_USER = "iot-health"
+# The secrets `make up` keeps in .env (made at random when missing): the three service
+# accounts' passwords, and the key every device's password is derived from.
+SECRETS = (
+    "MQTT_BRIDGE_PASSWORD",
+    "MQTT_GENERATOR_PASSWORD",
+    "MQTT_HEALTH_PASSWORD",
+    "MQTT_DEVICE_SECRET",
+)
+
+
+@dataclass(frozen=True)
+class Credentials:
+    """The secrets behind the platform's accounts (values from .env or at random)."""
+
+    bridge: str = field(repr=False)
+    generator: str = field(repr=False)
+    health: str = field(repr=False)
+    device_secret: str = field(repr=False)
+
+    @classmethod
+    def random(cls) -> Credentials:
+        return cls(*(secrets.token_urlsafe(24) for _ in SECRETS))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Credentials:
+        missing = [name for name in SECRETS if not env.get(name)]
+        if missing:
+            raise ValueError(f"{', '.join(missing)} missing: `make up` writes them into .env")
+        return cls(*(env[name] for name in SECRETS))
+
+    def device_password(self, sensor_id: str) -> str:
+        """A device's password, derived from MQTT_DEVICE_SECRET and its id: a new
+        sensor needs no new secret, and rotating the key rotates every device's."""
+        mac = hmac.new(self.device_secret.encode(), sensor_id.encode(), hashlib.sha256)
+        return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+
+    def platform_accounts(self, topic: str, sensor_ids: Iterable[str]) -> list[Account]:
+        """The service accounts, and one account per sensor whose id can be a user
+        and a topic level (the others are returned by `unfit_sensor_ids`)."""
+        ids = [i for i in sensor_ids if _fit_sensor_id(i)]
+        return accounts(
+            topic=topic,
+            bridge_user=BRIDGE_USER,
+            bridge_password=self.bridge,
+            generator_user=GENERATOR_USER,
+            generator_password=self.generator,
+            health_user=HEALTH_USER,
+            health_password=self.health,
+            devices={i: self.device_password(i) for i in ids},
+        )
+
+
+def unfit_sensor_ids(sensor_ids: Iterable[str]) -> list[str]:
+    """Sensor ids that cannot have a device account (they publish through a gateway
+    account on the shared topic instead)."""
+    return [i for i in sensor_ids if not _fit_sensor_id(i)]
+
+
+def _fit_sensor_id(sensor_id: str) -> bool:
+    try:
+        _check_sensor_id(sensor_id)
+    except ValueError:
+        return False
+    return sensor_id not in (BRIDGE_USER, GENERATOR_USER, HEALTH_USER)
+
+
+def login_ok(host: str, port: int, username: str, password: str, timeout_s: float = 5.0) -> bool:
+    """Whether the broker accepts this login now (a reload has taken once it does)."""
+    import paho.mqtt.client as mqtt
+    from paho.mqtt.enums import CallbackAPIVersion
+
+    answered = threading.Event()
+    codes: list[Any] = []
+
+    def on_connect(_c: mqtt.Client, _u: object, _f: object, rc: Any, _p: object) -> None:
+        codes.append(rc)
+        answered.set()
+
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=username)
+    client.username_pw_set(username, password)
+    client.on_connect = on_connect
+    try:
+        client.connect(host, port, keepalive=10)
+    except OSError:
+        return False
+    client.loop_start()
+    try:
+        answered.wait(timeout_s)
+    finally:
+        client.disconnect()
+        client.loop_stop()
+    return bool(codes) and not codes[0].is_failure

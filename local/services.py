@@ -18,6 +18,7 @@ import os
 import re
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import urllib.error
@@ -28,6 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from iot_common import topics
+from iot_common.contract import parse_sensors
+from iot_common.settings import DEFAULT_SENSORS_FILE
+from local import mqtt_auth
 from local.common import (
     ROOT,
     StackError,
@@ -46,6 +50,7 @@ from local.install import (
     trino_home,
     trino_java_home,
 )
+from local.mqtt_auth import Account, Credentials, unfit_sensor_ids
 from local.postgres import Postgres
 
 __all__ = [
@@ -110,6 +115,11 @@ class Stack:
     # Topics Trino's Kafka catalog exposes (the live view reads the readings topic).
     trino_kafka_topics: str = topics.READINGS
     env: dict[str, str] = field(default_factory=dict)  # extra env for the Python services
+    # The broker's accounts (local.mqtt_auth): the platform's, from these secrets, and
+    # any added while it runs (add_mqtt_accounts).
+    mqtt_credentials: Credentials = field(default_factory=Credentials.random)
+    mqtt_topic: str = "sensors"
+    mqtt_extra_accounts: list[Account] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.data = self.data.resolve()
@@ -132,9 +142,57 @@ class Stack:
 
     # mosquitto --------------------------------------------------------------
 
+    @property
+    def mqtt_auth_dir(self) -> Path:
+        return self.run_dir / "mosquitto-auth"
+
+    def sensor_ids(self) -> list[str]:
+        """The ids of the sensor list the services read (SENSORS_FILE or the default)."""
+        path = Path(self.env.get("SENSORS_FILE") or os.environ.get("SENSORS_FILE") or "")
+        data = (path if path.name else DEFAULT_SENSORS_FILE).read_bytes()
+        return list(parse_sensors(data))
+
+    def mqtt_accounts(self) -> list[Account]:
+        ids = self.sensor_ids()
+        for sensor_id in unfit_sensor_ids(ids):
+            print(f"no MQTT account for sensor {sensor_id!r}: its id cannot be a topic level")
+        accounts = self.mqtt_credentials.platform_accounts(self.mqtt_topic, ids)
+        return [*accounts, *self.mqtt_extra_accounts]
+
+    def write_mqtt_auth(self) -> None:
+        """The password and ACL files of the broker's accounts (read at its start and
+        at SIGHUP: reload_mqtt_auth)."""
+        mqtt_auth.write(self.mqtt_auth_dir, self.mqtt_accounts())
+
+    def add_mqtt_accounts(self, accounts: list[Account]) -> None:
+        """Accounts added to a running broker: written, then Mosquitto reloads them."""
+        self.mqtt_extra_accounts += accounts
+        self.reload_mqtt_auth()
+
+    def reload_mqtt_auth(self) -> None:
+        """Write the accounts again and have the running Mosquitto reload them."""
+        self.write_mqtt_auth()
+        pid = int((self.run_dir / "mosquitto.pid").read_text())
+        os.kill(pid, signal.SIGHUP)
+
+    def mqtt_login(self, username: str, password: str) -> bool:
+        """Whether the broker accepts this login now (after a reload: when it took)."""
+        return mqtt_auth.login_ok("127.0.0.1", self.mqtt_port, username, password)
+
     def mosquitto_conf(self) -> Path:
         text = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
         text = re.sub(r"(?m)^listener 1883$", f"listener {self.mqtt_port} 127.0.0.1", text)
+        # Access control (docs/security.md): accounts and their topics, no anonymous
+        # client, and the client id is the username, so that only the bridge's
+        # account can take over the bridge's session.
+        self.write_mqtt_auth()
+        text = re.sub(r"(?m)^allow_anonymous .*$", "allow_anonymous false", text)
+        text += (
+            f"\npassword_file {self.mqtt_auth_dir / mqtt_auth.PASSWD_NAME}"
+            f"\nacl_file {self.mqtt_auth_dir / mqtt_auth.ACL_NAME}"
+            "\nuse_username_as_clientid true"
+            f"\npid_file {self.run_dir / 'mosquitto.pid'}\n"
+        )
         persist = self.data / "mosquitto"
         persist.mkdir(parents=True, exist_ok=True)
         text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {persist}/", text)
@@ -551,6 +609,11 @@ SERVICES: tuple[Service, ...] = (
         order=20,
         command=_python("mqtt_bridge"),
         ready=Stack.bridge_ready,
+        env=lambda s: {
+            "MQTT_USERNAME": mqtt_auth.BRIDGE_USER,
+            "MQTT_PASSWORD": s.mqtt_credentials.bridge,
+            "MQTT_CLIENT_ID": mqtt_auth.BRIDGE_USER,
+        },
     ),
     Service(
         name="stream_jobs",
@@ -562,7 +625,11 @@ SERVICES: tuple[Service, ...] = (
         name="iot_data_generator",
         order=30,
         command=_python("iot_data_generator"),
-        env=lambda s: {"METRICS_PORT": str(s.generator_metrics_port)},
+        env=lambda s: {
+            "METRICS_PORT": str(s.generator_metrics_port),
+            "MQTT_USERNAME": mqtt_auth.GENERATOR_USER,
+            "MQTT_PASSWORD": s.mqtt_credentials.generator,
+        },
     ),
     # The web entry point: reads the stream jobs' catalogue and Trino, serves pages.
     Service(

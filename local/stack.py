@@ -16,8 +16,8 @@ import time
 import urllib.request
 
 from iot_common import topics
-from local import figures, supervisor
-from local.common import ROOT, StackError, ensure_secrets, wait_for
+from local import figures, mqtt_auth, supervisor
+from local.common import ROOT, StackError, dotenv, ensure_secrets, wait_for
 from local.install import trino_cli, trino_java_home
 from local.services import SERVICES, SUPERSET_PYTHON, SUPERSET_SECRETS, Stack, health
 
@@ -42,8 +42,16 @@ DEMO_FAULTS = {
 def stack(faults: bool = False) -> Stack:
     """The local stack; LAKE_URL=s3://... with S3_ENDPOINT_URL and AWS keys puts the lake on S3."""
     env = os.environ
+    secrets = {**dotenv(), **env}
+    have_secrets = all(secrets.get(n) for n in mqtt_auth.SECRETS)
     return Stack(
         DATA,
+        # .env's (`make up` writes them); at random only where no broker is started.
+        mqtt_credentials=(
+            mqtt_auth.Credentials.from_env(secrets)
+            if have_secrets
+            else mqtt_auth.Credentials.random()
+        ),
         lake_url=env.get("LAKE_URL", ""),
         s3_endpoint=env.get("S3_ENDPOINT_URL", ""),
         s3_key=env.get("AWS_ACCESS_KEY_ID", ""),
@@ -53,10 +61,10 @@ def stack(faults: bool = False) -> Stack:
 
 
 def up(faults: bool = False) -> None:
-    if SUPERSET_PYTHON.exists():
-        added = ensure_secrets(SUPERSET_SECRETS)
-        if added:
-            print(f"made {', '.join(added)} at random, in .env (not committed)")
+    names = mqtt_auth.SECRETS + (SUPERSET_SECRETS if SUPERSET_PYTHON.exists() else ())
+    added = ensure_secrets(names)
+    if added:
+        print(f"made {', '.join(added)} at random, in .env (not committed)")
     s = stack(faults)
     for service in SERVICES:
         if service.prepare is not None and service.enabled():
@@ -74,8 +82,8 @@ def up(faults: bool = False) -> None:
     status()
     print(
         f"\nPortal   http://localhost:{s.portal_port}/ (sensor status, quality, the catalogue)\n"
-        f"MQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' "
-        f"(mosquitto_sub -p {s.mqtt_port} -t sensors -v)\n"
+        f"MQTT     127.0.0.1:{s.mqtt_port}, topic 'sensors' (an account each: "
+        f"docs/security.md; a device's password: make device-password SENSOR='Sensor 1')\n"
         f"Kafka    {s.bootstrap}, topics {topics.READINGS}, {topics.DEAD_LETTERS}, "
         f"{topics.SENSORS}, {topics.READINGS_1M}, {topics.QUALITY_1M}, {topics.QUALITY_STATUS}\n"
         f"Tables   Apache Iceberg in {s.lake_url}/warehouse (Parquet), catalogued in the "
@@ -128,6 +136,9 @@ def status() -> None:
         return (a, b) if a is not None and b is not None else None
 
     print(f"figures (rates over {STATUS_SECONDS:.0f} s; all of them: {', '.join(urls.values())})")
+    broker_log = s.log_dir / "mosquitto.log"
+    refused = figures.refused_logins(broker_log.read_text(errors="replace"))
+    print(f"  broker        {refused:,} logins refused (not authorised, in {broker_log})")
     lines = figures.summary(
         pair("bridge"), pair("jobs"), STATUS_SECONDS, generator=pair("generator")
     )
@@ -192,11 +203,43 @@ def superset_export() -> None:
         raise StackError("the export failed (above)")
 
 
+def mqtt_accounts() -> None:
+    """The broker's accounts again (after a change to the sensor list or to .env's
+    MQTT secrets), reloaded by the running broker without a restart."""
+    s = stack()
+    if not (s.run_dir / "mosquitto.pid").exists():
+        raise StackError("the broker is not running (make up)")
+    s.reload_mqtt_auth()
+    print(f"{len(s.mqtt_accounts())} MQTT accounts written to {s.mqtt_auth_dir}; broker reloaded")
+
+
+def device_password(sensor_id: str) -> str:
+    """A device's MQTT password, derived from .env's MQTT_DEVICE_SECRET."""
+    if not sensor_id:
+        raise StackError("name the sensor: make device-password SENSOR='Sensor 1'")
+    try:
+        credentials = mqtt_auth.Credentials.from_env({**dotenv(), **os.environ})
+    except ValueError as exc:
+        raise StackError(str(exc)) from None
+    return credentials.device_password(sensor_id)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m local", description=__doc__)
     parser.add_argument(
-        "command", choices=["up", "down", "status", "logs", "sql", "superset-export"]
+        "command",
+        choices=[
+            "up",
+            "down",
+            "status",
+            "logs",
+            "sql",
+            "superset-export",
+            "mqtt-accounts",
+            "device-password",
+        ],
     )
+    parser.add_argument("--sensor", help="device-password: the sensor's id")
     parser.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     parser.add_argument(
         "--faults", action="store_true", help="up: the generator injects faults (a demo)"
@@ -213,6 +256,10 @@ def main() -> int:
             sql()
         elif args.command == "superset-export":
             superset_export()
+        elif args.command == "mqtt-accounts":
+            mqtt_accounts()
+        elif args.command == "device-password":
+            print(device_password(args.sensor or ""))
         else:
             logs(args.follow)
     except StackError as exc:

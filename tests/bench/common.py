@@ -15,6 +15,7 @@ import platform
 import random
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -40,7 +41,14 @@ from stream_jobs.lake import Lake
 from stream_jobs.maintenance import Maintenance
 from stream_jobs.settings import StreamSettings
 from stream_jobs.tables import READINGS, TableSpec
-from tests.integration.harness import Pipeline, SqlServices, start_brokers, start_sql
+from tests.integration.harness import (
+    TEST_PUBLISHER,
+    Pipeline,
+    SqlServices,
+    add_account,
+    start_brokers,
+    start_sql,
+)
 
 DEFAULTS = StreamSettings(_env_file=None)
 US = 1_000_000
@@ -393,7 +401,7 @@ class Publishers:
 
     CHUNK = 50_000
 
-    def __init__(self, port: int, topic: str, n: int, work: Path) -> None:
+    def __init__(self, stack: Stack, topic: str, n: int, work: Path) -> None:
         # All in the past (one reading per sensor and second): the contract
         # refuses a dt more than DT_MAX_AHEAD_SECONDS ahead of its receive time.
         start = datetime.utcnow() - timedelta(seconds=n // SENSORS + 300)
@@ -402,12 +410,14 @@ class Publishers:
         for i in range(0, n, self.CHUNK):
             chunk = work / f"publish.{i}.txt"
             chunk.write_bytes(b"".join(lines[i : i + self.CHUNK]))
+            # One account each: the broker makes the client id the username.
+            account = add_account(
+                stack, f"bench-pub-{i}-{uuid.uuid4().hex[:6]}", (("write", topic),)
+            )
+            login = ["-u", account.username, "-P", account.password]
+            argv = ["mosquitto_pub", "-p", str(stack.mqtt_port), *login, "-t", topic, "-q", "1"]
             with open(chunk, "rb") as f:
-                self.procs.append(
-                    subprocess.Popen(
-                        ["mosquitto_pub", "-p", str(port), "-t", topic, "-q", "1", "-l"], stdin=f
-                    )
-                )
+                self.procs.append(subprocess.Popen([*argv, "-l"], stdin=f))
 
     def wait(self) -> None:
         for p in self.procs:
@@ -425,7 +435,8 @@ def sql_pipeline_with_client(
     pipe.work.mkdir(parents=True)
     pipe.start()
     pipe.wait_sql_ready()
-    client = mqtt.Client(CallbackAPIVersion.VERSION2)
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, TEST_PUBLISHER.username)
+    client.username_pw_set(TEST_PUBLISHER.username, TEST_PUBLISHER.password)
     client.connect("127.0.0.1", stack.mqtt_port)
     client.loop_start()
     return pipe, client

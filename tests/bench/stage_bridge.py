@@ -39,7 +39,7 @@ def bench_bridge(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict[str
     pipe.wait_healthy(pipe.bridge, "HEALTH_PORT")
     topic = pipe.env["KAFKA_TOPIC_READINGS"]
     t0 = time.perf_counter()
-    pub = Publishers(stack.mqtt_port, pipe.mqtt_topic, n, pipe.work)
+    pub = Publishers(stack, pipe.mqtt_topic, n, pipe.work)
     steady = steady_rate(lambda: kafka_count(stack.bootstrap, topic), n)
     elapsed = time.perf_counter() - t0
     pub.wait()

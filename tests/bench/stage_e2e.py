@@ -40,7 +40,7 @@ def bench_end_to_end(stack: Stack, sql: SqlServices, work: Path, n: int) -> dict
     pipe.start()
     committed = CommittedRows(sql, pipe.lake, pipe.uid, pipe.env["KAFKA_TOPIC_READINGS"])
     t0 = time.perf_counter()
-    pub = Publishers(stack.mqtt_port, pipe.mqtt_topic, n, pipe.work)
+    pub = Publishers(stack, pipe.mqtt_topic, n, pipe.work)
     steady = steady_rate(committed, n, poll_s=0.25)
     elapsed = time.perf_counter() - t0
     pub.wait()

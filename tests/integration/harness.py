@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 import shutil
 import signal
 import subprocess
@@ -21,6 +22,7 @@ from pyiceberg.exceptions import NoSuchTableError
 
 from iot_data_generator.readings import fleet
 from local.common import StackError
+from local.mqtt_auth import Account, Rule
 from local.services import ROOT, Stack, free_port, port_open, wait_for
 from stream_jobs.iceberg import connect
 from stream_jobs.lake import Lake
@@ -74,9 +76,24 @@ class Proc:
         return "\n".join(lines[-n:])
 
 
+# The account mqtt_publish uses: it may publish anywhere (a test's own gateway; one
+# connection at a time, as the broker's client id is the username).
+TEST_PUBLISHER = Account("iot-test-publisher", secrets.token_urlsafe(16), (("write", "#"),))
+
+
+def add_account(stack: Stack, username: str, rules: tuple[Rule, ...]) -> Account:
+    """A new broker account, once the running broker has reloaded its accounts."""
+    account = Account(username, secrets.token_urlsafe(16), rules)
+    stack.add_mqtt_accounts([account])
+    wait_for(lambda: stack.mqtt_login(username, account.password), 20, f"MQTT login {username}")
+    return account
+
+
 def start_brokers(data: Path) -> tuple[Stack, Proc, Proc]:
-    """Mosquitto and a KRaft Kafka on free ports, data under `data`."""
+    """Mosquitto (access control on, as `make up` runs it) and a KRaft Kafka on free
+    ports, data under `data`."""
     stack = Stack(data, mqtt_port=free_port(), kafka_port=free_port(), controller_port=free_port())
+    stack.mqtt_extra_accounts.append(TEST_PUBLISHER)
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     mosquitto = Proc("mosquitto", stack.mosquitto_cmd(), {}, stack.log_dir / "mosquitto.log")
     mosquitto.start()
@@ -206,7 +223,6 @@ class Pipeline:
         self.env = {
             **self.stack.python_env(),
             "MQTT_TOPIC": self.mqtt_topic,
-            "MQTT_CLIENT_ID": f"bridge-{self.uid}",
             "KAFKA_TOPIC_READINGS": f"{self.uid}.readings",
             "KAFKA_TOPIC_DLQ": f"{self.uid}.readings.dlq",
             "KAFKA_TOPIC_SENSORS": f"{self.uid}.sensors",
@@ -234,8 +250,21 @@ class Pipeline:
             }
         )
         self.env.update(self.env_extra)
+        # This pipeline's bridge account: it may read its topics only.
+        topic = self.mqtt_topic
+        bridge = add_account(
+            self.stack, f"bridge-{self.uid}", (("read", topic), ("read", f"{topic}/#"))
+        )
+        bridge_env = {
+            **self.env,
+            "MQTT_USERNAME": bridge.username,
+            "MQTT_PASSWORD": bridge.password,
+            "MQTT_CLIENT_ID": bridge.username,  # the broker makes it the username anyway
+        }
         py = sys.executable
-        self.bridge = Proc("bridge", [py, "-m", "mqtt_bridge"], self.env, self.work / "bridge.log")
+        self.bridge = Proc(
+            "bridge", [py, "-m", "mqtt_bridge"], bridge_env, self.work / "bridge.log"
+        )
         self.jobs = Proc(
             "stream_jobs", [py, "-m", "stream_jobs"], self.env, self.work / "stream_jobs.log"
         )
@@ -300,14 +329,21 @@ class Pipeline:
         return path
 
     def generator(self, seconds: float, interval_ms: int, **env: str) -> Proc:
-        log = self.work / f"published-{uuid.uuid4().hex[:6]}.hex"
+        """A generator of its own account (which may publish under this pipeline's topic)."""
+        name = uuid.uuid4().hex[:6]
+        log = self.work / f"published-{name}.hex"
+        topic = self.mqtt_topic
+        account = add_account(
+            self.stack, f"gen-{self.uid}-{name}", (("write", topic), ("write", f"{topic}/#"))
+        )
         gen_env = {
             **self.env,
             "RUN_SECONDS": str(seconds),
             "INTERVAL_MS": str(interval_ms),
             "PUBLISHED_LOG": str(log),
             "MQTT_QOS": "1",
-            "MQTT_CLIENT_ID": f"gen-{uuid.uuid4().hex[:8]}",
+            "MQTT_USERNAME": account.username,
+            "MQTT_PASSWORD": account.password,
             **{k.upper(): v for k, v in env.items()},
         }
         proc = Proc(
@@ -386,12 +422,15 @@ def _http_ok(port: int) -> bool:
 Waiter = Callable[[], bool]
 
 
-def mqtt_publish(port: int, topic: str, payloads: list[bytes], qos: int = 1) -> None:
+def mqtt_publish(
+    port: int, topic: str, payloads: list[bytes], qos: int = 1, account: Account = TEST_PUBLISHER
+) -> None:
     """Publish and wait until the broker confirmed each message."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
 
-    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}")
+    client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=account.username)
+    client.username_pw_set(account.username, account.password)
     client.connect("127.0.0.1", port)
     client.loop_start()
     try:

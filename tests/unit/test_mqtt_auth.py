@@ -359,3 +359,48 @@ def test_a_policy_change_of_iterations_rehashes(tmp_path: Path):
     passwd, _ = write(tmp_path, accounts)
     (line,) = [x for x in passwd.read_text().splitlines() if not x.startswith("#")]
     assert parse_password_line(line).iterations == 101 and verify(line, "pw")
+
+
+# -- the platform's credentials (make up) ---------------------------------------------
+
+
+def test_device_passwords_are_derived_per_device_and_rotate_with_the_key():
+    from local.mqtt_auth import Credentials
+
+    a = Credentials("b", "g", "h", "key-1")
+    assert a.device_password("Sensor 1") == Credentials("x", "y", "z", "key-1").device_password(
+        "Sensor 1"
+    )
+    assert a.device_password("Sensor 1") != a.device_password("Sensor 2")
+    assert a.device_password("Sensor 1") != Credentials("b", "g", "h", "key-2").device_password(
+        "Sensor 1"
+    )
+    assert "key-1" not in repr(a)
+
+
+def test_the_platform_accounts_skip_ids_that_cannot_be_a_topic_level():
+    from local.mqtt_auth import BRIDGE_USER, Credentials, unfit_sensor_ids
+
+    creds = Credentials.random()
+    ids = ["Sensor 1", "a/b", "c#", BRIDGE_USER]
+    names = [a.username for a in creds.platform_accounts("sensors", ids)]
+    assert names == ["iot-mqtt-bridge", "iot-generator", "iot-health", "Sensor 1"]
+    assert unfit_sensor_ids(ids) == ["a/b", "c#", BRIDGE_USER]
+
+
+def test_credentials_from_env_name_what_is_missing():
+    from local.mqtt_auth import SECRETS, Credentials
+
+    with pytest.raises(ValueError, match="MQTT_DEVICE_SECRET missing"):
+        Credentials.from_env({n: "x" for n in SECRETS[:-1]})
+
+
+def test_status_counts_the_logins_the_broker_refused():
+    from local.figures import refused_logins
+
+    log = (
+        "1796085223: Client anon disconnected, not authorised.\n"
+        "1796085223: Client dev1 disconnected.\n"
+        "1796085224: Client <unknown> disconnected, not authorised.\n"
+    )
+    assert refused_logins(log) == 2
