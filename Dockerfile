@@ -46,6 +46,11 @@ COPY portal ./portal
 COPY local ./local
 COPY docker/kafka_init.py ./docker/kafka_init.py
 RUN pip install -q --no-deps .
+# The mount points of the MQTT accounts' volumes (the mqtt-accounts one-shot writes
+# them; each service mounts its own login): owned by the services' user too.
+RUN mkdir -p /mosquitto/auth /run/iot-secrets/keys /run/iot-secrets/bridge \
+    /run/iot-secrets/generator /run/iot-secrets/health \
+ && chown -R app:app /mosquitto/auth /run/iot-secrets
 USER app
 
 FROM python AS quality

@@ -5,8 +5,10 @@ wherever it is read. Names are the upper-case field names."""
 
 from __future__ import annotations
 
+import os
 from datetime import datetime
 from pathlib import Path
+from typing import Self
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -28,9 +30,17 @@ DEFAULT_SENSORS_FILE = (
 
 
 class CommonSettings(BaseSettings):
-    """The base of every service's settings: read from the environment, then `.env`."""
+    """The base of every service's settings: read from the environment, then `.env`,
+    then (with `load`) SECRETS_DIR."""
 
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
+
+    @classmethod
+    def load(cls) -> Self:
+        """The settings, read once at start-up: the environment, `.env`, then the
+        files of SECRETS_DIR when set (one file per setting, named after it, e.g.
+        `mqtt_password`: how compose hands a service its secrets, out of `env`)."""
+        return cls(_secrets_dir=os.environ.get("SECRETS_DIR") or None)
 
     logging_level: str = "INFO"
     # One JSON object a line (json) or plain text (text): iot_common.logs.

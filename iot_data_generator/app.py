@@ -184,7 +184,7 @@ def run(s: GeneratorSettings, sensors: dict[str, SensorSpec], stop: threading.Ev
 
 
 def main() -> int:
-    s = GeneratorSettings()
+    s = GeneratorSettings.load()
     configure_logging(s.logging_level, s.log_format)
     try:
         sensors = parse_sensors(Path(s.sensors_file).read_bytes())

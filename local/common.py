@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import shutil
 import socket
 import time
 from collections.abc import Callable
@@ -66,11 +67,16 @@ def dotenv(path: Path = DOTENV) -> dict[str, str]:
 
 
 def ensure_secrets(names: tuple[str, ...], path: Path = DOTENV) -> list[str]:
-    """Append a random value to `.env` for each of `names` it lacks (readable by its
-    owner only); the names added. Values already there (or set in the environment
-    of the caller, as in CI) are kept."""
+    """Append a random value to `.env` for each of `names` it lacks or leaves empty
+    (readable by its owner only; the last line of a name wins); the names added.
+    Values already there (or set in the environment of the caller, as in CI) are
+    kept. A missing `.env` starts as a copy of `.env.example`."""
+    example = ROOT / ".env.example"
+    if not path.exists() and path == DOTENV and example.exists():
+        shutil.copyfile(example, path)
+        path.chmod(0o600)
     have = dotenv(path)
-    missing = [n for n in names if n not in have and not os.environ.get(n)]
+    missing = [n for n in names if not have.get(n) and not os.environ.get(n)]
     if missing:
         with path.open("a") as f:
             f.writelines(f"{n}={secrets.token_urlsafe(24)}\n" for n in missing)

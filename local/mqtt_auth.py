@@ -499,3 +499,89 @@ def login_ok(host: str, port: int, username: str, password: str, timeout_s: floa
         client.disconnect()
         client.loop_stop()
     return bool(codes) and not codes[0].is_failure
+
+
+# -- compose: the one-shot `mqtt-accounts` service ---------------------------------------
+
+# The services whose MQTT login compose hands over, and their accounts' names.
+SERVICE_USERS = {"bridge": BRIDGE_USER, "generator": GENERATOR_USER, "health": HEALTH_USER}
+
+
+def resolve_secrets(env: Mapping[str, str], secrets_dir: Path) -> Credentials:
+    """Each secret from the environment (.env, through compose) when set there, else
+    the one made at a former start (a file in `secrets_dir`), else a new random one;
+    all written back to `secrets_dir` (mode 0o600), so that later starts keep them."""
+    values = []
+    secrets_dir.mkdir(parents=True, exist_ok=True)
+    for name in SECRETS:
+        path = secrets_dir / name.lower()
+        value = env.get(name) or (path.read_text().strip() if path.exists() else "")
+        value = value or secrets.token_urlsafe(24)
+        _write_atomic(path, value, PASSWD_MODE)
+        values.append(value)
+    return Credentials(*values)
+
+
+def render_compose(
+    *,
+    auth_dir: Path,
+    secrets_dir: Path,
+    logins: Mapping[str, Path],
+    env: Mapping[str, str],
+    sensor_ids: Iterable[str],
+) -> list[Account]:
+    """The broker's files into `auth_dir`, and each service's MQTT login into its own
+    directory (`logins`: service -> directory; files mqtt_username, mqtt_password), so
+    that a service sees its own login and nothing else."""
+    creds = resolve_secrets(env, secrets_dir)
+    passwords = {"bridge": creds.bridge, "generator": creds.generator, "health": creds.health}
+    for service, folder in logins.items():
+        if service not in SERVICE_USERS:
+            raise ValueError(f"no MQTT login for {service!r}: one of {sorted(SERVICE_USERS)}")
+        folder.mkdir(parents=True, exist_ok=True)
+        _write_atomic(folder / "mqtt_username", SERVICE_USERS[service], PASSWD_MODE)
+        _write_atomic(folder / "mqtt_password", passwords[service], PASSWD_MODE)
+    accounts = creds.platform_accounts(env.get("MQTT_TOPIC") or "sensors", sensor_ids)
+    write(auth_dir, accounts)
+    return accounts
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m local.mqtt_auth --secrets-dir S --auth-dir D --sensors-file F
+    --login bridge=DIR ...`: compose's one-shot `mqtt-accounts`; with
+    `--device-password ID`: that device's password."""
+    import argparse
+
+    from iot_common.contract import parse_sensors
+
+    parser = argparse.ArgumentParser(prog="python -m local.mqtt_auth", description=main.__doc__)
+    parser.add_argument("--secrets-dir", type=Path, required=True)
+    parser.add_argument("--auth-dir", type=Path)
+    parser.add_argument("--sensors-file", type=Path)
+    parser.add_argument(
+        "--login", action="append", default=[], metavar="SERVICE=DIR", help="repeatable"
+    )
+    parser.add_argument("--device-password", metavar="SENSOR_ID", help="print it, nothing else")
+    args = parser.parse_args(argv)
+    if args.device_password:
+        print(resolve_secrets(os.environ, args.secrets_dir).device_password(args.device_password))
+        return 0
+    if args.auth_dir is None or args.sensors_file is None:
+        parser.error("--auth-dir and --sensors-file are needed to write the accounts")
+    logins = {k: Path(v) for k, _, v in (item.partition("=") for item in args.login)}
+    ids = list(parse_sensors(args.sensors_file.read_bytes()))
+    for sensor_id in unfit_sensor_ids(ids):
+        print(f"no MQTT account for sensor {sensor_id!r}: its id cannot be a topic level")
+    made = render_compose(
+        auth_dir=args.auth_dir,
+        secrets_dir=args.secrets_dir,
+        logins=logins,
+        env=os.environ,
+        sensor_ids=ids,
+    )
+    print(f"{len(made)} MQTT accounts written to {args.auth_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

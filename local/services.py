@@ -182,17 +182,16 @@ class Stack:
     def mosquitto_conf(self) -> Path:
         text = (ROOT / "mosquitto" / "mosquitto.conf").read_text()
         text = re.sub(r"(?m)^listener 1883$", f"listener {self.mqtt_port} 127.0.0.1", text)
-        # Access control (docs/security.md): accounts and their topics, no anonymous
-        # client, and the client id is the username, so that only the bridge's
-        # account can take over the bridge's session.
+        # Access control as mosquitto.conf sets it (docs/security.md), with this
+        # stack's accounts.
         self.write_mqtt_auth()
-        text = re.sub(r"(?m)^allow_anonymous .*$", "allow_anonymous false", text)
-        text += (
-            f"\npassword_file {self.mqtt_auth_dir / mqtt_auth.PASSWD_NAME}"
-            f"\nacl_file {self.mqtt_auth_dir / mqtt_auth.ACL_NAME}"
-            "\nuse_username_as_clientid true"
-            f"\npid_file {self.run_dir / 'mosquitto.pid'}\n"
-        )
+        for option, path in (
+            ("password_file", self.mqtt_auth_dir / mqtt_auth.PASSWD_NAME),
+            ("acl_file", self.mqtt_auth_dir / mqtt_auth.ACL_NAME),
+        ):
+            text = re.sub(rf"(?m)^{option} .*$", f"{option} {path}", text)
+        # Its pid, for a reload of the accounts (SIGHUP: reload_mqtt_auth).
+        text += f"\npid_file {self.run_dir / 'mosquitto.pid'}\n"
         persist = self.data / "mosquitto"
         persist.mkdir(parents=True, exist_ok=True)
         text = re.sub(r"(?m)^persistence_location .*$", f"persistence_location {persist}/", text)
@@ -282,7 +281,8 @@ class Stack:
         src = ROOT / "hive-metastore" / "conf"
         shutil.copy(src / "metastore-log4j2.properties", out)
         xml = (src / "metastore-site.xml").read_text()
-        extra = {}
+        # The loopback only: the metastore has no authentication (docs/security.md).
+        extra = {"metastore.thrift.bind.host": "127.0.0.1"}
         if self.s3_endpoint:
             extra["fs.s3a.endpoint"] = self.s3_endpoint
             extra["fs.s3a.connection.ssl.enabled"] = str(self.s3_endpoint.startswith("https"))
@@ -409,7 +409,13 @@ class Stack:
                 "discovery.uri": f"http://127.0.0.1:{self.trino_port}",
             },
         )
-        set_properties(out / "node.properties", {"node.internal-address": "127.0.0.1"})
+        # The loopback only, here (its HTTP server binds to node.bind-ip): no one else
+        # on the network may run SQL (docs/security.md). Compose keeps 0.0.0.0 in the
+        # container and publishes the port on the host's loopback.
+        set_properties(
+            out / "node.properties",
+            {"node.internal-address": "127.0.0.1", "node.bind-ip": "127.0.0.1"},
+        )
         hive = {"hive.metastore.uri": f"thrift://127.0.0.1:{self.metastore_port}"}
         if self.s3_endpoint:
             hive.update({"s3.endpoint": self.s3_endpoint, "s3.path-style-access": "true"})

@@ -16,7 +16,7 @@ from mqtt_bridge.settings import BridgeSettings
 
 
 def main() -> int:
-    settings = BridgeSettings()
+    settings = BridgeSettings.load()
     configure_logging(settings.logging_level, settings.log_format)
     bridge = Bridge(settings)
 

@@ -64,6 +64,7 @@ app = faust.App(
     broker=";".join(f"kafka://{h}" for h in settings.kafka_bootstrap_servers.split(",")),
     web_port=settings.web_port,
     web_host=settings.web_host,
+    web_bind=settings.web_host,  # where it listens (web_host only names it in URLs)
     # Our format (JSON lines by default) instead of Faust's coloured text.
     logging_config=dict_config(settings.logging_level, settings.log_format),
     datadir=settings.datadir,

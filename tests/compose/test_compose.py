@@ -35,14 +35,18 @@ import requests
 import trino
 from paho.mqtt.enums import CallbackAPIVersion
 
+from local.mqtt_auth import Credentials
 from local.services import ROOT, free_port
 
 PROJECT = os.environ.get("IOT_COMPOSE_PROJECT", "iot-ct")
 SUPERSET_PASSWORD = "compose-test-admin"
 DOCKER = ROOT / "docker"
 TIMINGS: dict[str, float] = {}
-ONE_SHOTS = {"kafka-init", "s3-init"}
+ONE_SHOTS = {"kafka-init", "s3-init", "mqtt-accounts"}
+# Only the device key matters here: the other secrets are made by mqtt-accounts.
+DEVICE_KEYS = Credentials("-", "-", "-", "compose-test-device-secret")
 SERVICES = {
+    "mqtt-accounts",
     "mqtt_broker",
     "iot_data_generator",
     "kafka",
@@ -160,18 +164,24 @@ class Platform:
         return requests.request(kwargs.pop("method", "GET"), url, timeout=30, **kwargs)
 
     def publish(self, payloads: list[bytes]) -> None:
-        """Each payload to topic `sensors` at QoS 1, confirmed by the broker."""
-        client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=f"compose-test-{os.getpid()}")
-        client.connect("127.0.0.1", self.ports["HOST_MQTT_PORT"])
-        client.loop_start()
-        try:
-            infos = [client.publish("sensors", p, qos=1) for p in payloads]
-            for info in infos:
-                info.wait_for_publish(timeout=30)
-                assert info.is_published()
-        finally:
-            client.loop_stop()
-            client.disconnect()
+        """Each payload at QoS 1, confirmed by the broker, as its sensor would send it:
+        logged in with the device's account, on the device's own topic `sensors/<id>`."""
+        by_sensor: dict[str, list[bytes]] = {}
+        for p in payloads:
+            by_sensor.setdefault(json.loads(p)["id"], []).append(p)
+        for sensor_id, mine in by_sensor.items():
+            client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=sensor_id)
+            client.username_pw_set(sensor_id, DEVICE_KEYS.device_password(sensor_id))
+            client.connect("127.0.0.1", self.ports["HOST_MQTT_PORT"])
+            client.loop_start()
+            try:
+                infos = [client.publish(f"sensors/{sensor_id}", p, qos=1) for p in mine]
+                for info in infos:
+                    info.wait_for_publish(timeout=30)
+                    assert info.is_published()
+            finally:
+                client.loop_stop()
+                client.disconnect()
 
 
 def run_script(name: str, env: dict[str, str] | None = None) -> str:
@@ -225,6 +235,8 @@ def platform(engine: None) -> Iterator[Platform]:
         "SUPERSET_ADMIN_USER": "admin",
         "SUPERSET_ADMIN_PASSWORD": SUPERSET_PASSWORD,
         "SUPERSET_SECRET_KEY": "compose-test-secret-key",
+        # The key of the devices' MQTT passwords, from which the test derives theirs.
+        "MQTT_DEVICE_SECRET": DEVICE_KEYS.device_secret,
         # A run a minute (each takes a few seconds here), so the test sees one.
         "QUALITY_EVERY_SECONDS": "60",
     }

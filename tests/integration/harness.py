@@ -34,6 +34,7 @@ class Proc:
 
     def __init__(self, name: str, argv: list[str], env: dict[str, str], log: Path) -> None:
         self.name, self.argv, self.env, self.log = name, argv, env, log
+        self.base_env = dict(env)  # as created (a test may change `env` for a restart)
         self.p: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Proc:

@@ -64,7 +64,7 @@ def batch(k: int) -> tuple[list[bytes], list[bytes]]:
 
 def restart(proc: Proc, pipe: Pipeline, crash_at: str | None) -> None:
     proc.stop()
-    proc.env = {k: v for k, v in pipe.env.items() if k != CRASH_ENV}
+    proc.env = {k: v for k, v in proc.base_env.items() if k != CRASH_ENV}
     if crash_at:
         proc.env[CRASH_ENV] = crash_at
     proc.start()

@@ -404,3 +404,36 @@ def test_status_counts_the_logins_the_broker_refused():
         "1796085224: Client <unknown> disconnected, not authorised.\n"
     )
     assert refused_logins(log) == 2
+
+
+def test_compose_accounts_keep_their_secrets_and_give_each_service_its_own_login(
+    tmp_path, monkeypatch
+):
+    from local.mqtt_auth import BRIDGE_USER, main, verify
+
+    keys, auth = tmp_path / "keys", tmp_path / "auth"
+    logins = {s: tmp_path / s for s in ("bridge", "generator", "health")}
+    argv = [
+        f"--auth-dir={auth}",
+        f"--secrets-dir={keys}",
+        f"--sensors-file={Path(__file__).parents[2] / 'iot_data_generator' / 'sensors.json'}",
+        *(f"--login={s}={d}" for s, d in logins.items()),
+    ]
+    assert main(argv) == 0
+    first = {s: (d / "mqtt_password").read_text() for s, d in logins.items()}
+    assert len(set(first.values())) == 3  # three random passwords
+    assert (logins["bridge"] / "mqtt_username").read_text() == BRIDGE_USER
+    passwd = {ln.split(":")[0]: ln for ln in (auth / "passwd").read_text().splitlines()}
+    assert verify(passwd[BRIDGE_USER], first["bridge"])
+    assert "Sensor 1" in passwd  # a device account per sensor of the list
+    assert oct((logins["bridge"] / "mqtt_password").stat().st_mode & 0o777) == "0o600"
+
+    assert main(argv) == 0  # the next start keeps them
+    assert {s: (d / "mqtt_password").read_text() for s, d in logins.items()} == first
+
+    monkeypatch.setenv("MQTT_BRIDGE_PASSWORD", "set-in-dot-env")
+    assert main(argv) == 0  # a value in .env wins (and is kept)
+    assert (logins["bridge"] / "mqtt_password").read_text() == "set-in-dot-env"
+    passwd = {ln.split(":")[0]: ln for ln in (auth / "passwd").read_text().splitlines()}
+    assert verify(passwd[BRIDGE_USER], "set-in-dot-env")
+    assert (logins["generator"] / "mqtt_password").read_text() == first["generator"]

@@ -153,3 +153,12 @@ def test_export_maps_back_what_the_import_mapped():
         module.retarget(rel, doc, "trino://x@127.0.0.1:1/iceberg", there)
         module.retarget(rel, doc, original.get("sqlalchemy_uri", ""), back)
         assert doc == original, rel
+
+
+def test_ensure_secrets_fills_a_secret_left_empty_as_in_env_example(tmp_path, monkeypatch):
+    monkeypatch.delenv("MQTT_DEVICE_SECRET", raising=False)
+    path = tmp_path / ".env"
+    path.write_text("MQTT_DEVICE_SECRET=\nOTHER=x\n")  # copied from .env.example
+    assert ensure_secrets(("MQTT_DEVICE_SECRET",), path) == ["MQTT_DEVICE_SECRET"]
+    assert len(dotenv(path)["MQTT_DEVICE_SECRET"]) >= 24  # the last line of a name wins
+    assert dotenv(path)["OTHER"] == "x"
