@@ -26,7 +26,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -34,7 +34,10 @@ from typing import Any, TypeVar
 import aiohttp
 from aiohttp import web
 
+from iot_common.metrics import CONTENT_TYPE, CountersCollector, by_label, counter, service_registry
+from iot_common.metrics import render as render_metrics
 from iot_common.settings import KafkaSettings
+from iot_common.stats import Counters
 from portal import render
 from portal.cache import TtlCache
 from portal.catalogue import (
@@ -397,12 +400,22 @@ def strip_private(value: Any) -> Any:
     return value
 
 
+@dataclass
+class PortalStats(Counters):
+    responses: dict[str, int] = by_label("status", "responses by status class (2xx, 4xx, 5xx)")
+    errors: int = counter("requests that failed with an unforeseen error (logged)")
+
+
+STATS: web.AppKey[PortalStats] = web.AppKey("stats", PortalStats)
+
+
 @web.middleware
 async def pages_of_errors(
     request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
 ) -> web.StreamResponse:
     """Errors as pages (404 for unknown paths; 500, logged, for a bug), and every page,
-    the Data Docs too, forbids loading anything from elsewhere."""
+    the Data Docs too, forbids loading anything from elsewhere; each counted."""
+    stats = request.app[STATS]
     try:
         response = await handler(request)
     except web.HTTPException as exc:
@@ -410,10 +423,13 @@ async def pages_of_errors(
             raise
         response = html(render.error_page(exc.status, exc.reason, utcnow()), exc.status)
     except Exception:
+        stats.errors += 1
         log.exception("%s %s failed", request.method, request.path)
         response = html(
             render.error_page(500, "internal error (see the portal's log)", utcnow()), 500
         )
+    status = f"{response.status // 100}xx"
+    stats.responses[status] = stats.responses.get(status, 0) + 1
     # The Data Docs too: `make quality` strips their internet assets; the browser
     # refuses any that remain.
     response.headers["Content-Security-Policy"] = CSP
@@ -424,6 +440,12 @@ async def pages_of_errors(
 def make_app(portal: Portal) -> web.Application:
     """The routes over `portal`; the catalogue refreshes in the background while it runs."""
     app = web.Application(middlewares=[pages_of_errors])
+    stats = app[STATS] = PortalStats()
+    registry = service_registry(CountersCollector("iot_portal", lambda: [({}, stats)]))
+
+    async def metrics(_request: web.Request) -> web.Response:
+        return web.Response(body=render_metrics(registry), headers={"Content-Type": CONTENT_TYPE})
+
     app.router.add_get("/", portal.overview)
     app.router.add_get("/sensors/{sensor_id:.+}", portal.sensor)
     app.router.add_get("/catalogue", portal.catalogue_page)
@@ -433,6 +455,7 @@ def make_app(portal: Portal) -> web.Application:
     app.router.add_get("/quality/docs", docs_slash)
     app.router.add_get("/quality/docs/{path:.*}", portal.docs)
     app.router.add_get("/health", portal.health)
+    app.router.add_get("/metrics", metrics)
 
     async def refresher(_app: web.Application) -> AsyncIterator[None]:
         task = asyncio.create_task(portal.catalogue.run(), name="catalogue")

@@ -218,7 +218,6 @@ def platform(engine: None) -> Iterator[Platform]:
             "HOST_KAFKA_PORT",
             "HOST_S3_PORT",
             "HOST_TRINO_PORT",
-            "HOST_METASTORE_PORT",
             "HOST_PORTAL_PORT",
             "HOST_SUPERSET_PORT",
         )
@@ -392,6 +391,39 @@ def test_superset_serves_the_dashboards_kept_in_the_repository(platform: Platfor
     )
     assert ran.status_code == 200, ran.text[:500]
     assert ran.json()["data"][0]["n"] > 0, ran.text[:500]
+
+
+def test_access_control_at_the_broker_and_the_catalogs_network(platform: Platform) -> None:
+    """No anonymous MQTT client; a device only on its own topic; the metastore out of
+    reach of every container but Trino's and the stream jobs' (docs/security.md)."""
+    p = platform
+    port = p.ports["HOST_MQTT_PORT"]
+    refused = subprocess.run(
+        ["mosquitto_pub", "-p", str(port), "-t", "sensors", "-q", "1", "-m", "{}"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert refused.returncode != 0 and "not authorised" in refused.stderr, refused.stderr
+    login = ["-u", "Sensor 1", "-P", DEVICE_KEYS.device_password("Sensor 1")]
+    ok = subprocess.run(
+        ["mosquitto_pub", "-p", str(port), *login, "-t", "sensors/Sensor 1", "-q", "1", "-m", "{}"],
+        capture_output=True,
+        check=False,
+    )
+    assert ok.returncode == 0, ok.stderr
+
+    probe = "import socket; socket.create_connection(('hive-metastore', 9083), timeout=5)"
+    for service in ("stream_jobs", "portal", "mqtt_bridge"):
+        done = subprocess.run(
+            [*compose_cmd(), "-p", PROJECT, "exec", "-T", service, "python", "-c", probe],
+            cwd=ROOT,
+            env=p.env,
+            capture_output=True,
+            check=False,
+        )
+        reaches = done.returncode == 0
+        assert reaches == (service == "stream_jobs"), (service, done.stderr[-300:])
 
 
 def test_a_restarted_stream_job_loses_and_doubles_nothing(platform: Platform) -> None:

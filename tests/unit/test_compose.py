@@ -50,3 +50,39 @@ def test_compose_file_is_valid():
         check=True,
         cwd=ROOT,
     )
+
+
+def networks_of(service):
+    return set(service.get("networks", ["default"]))
+
+
+def test_the_metastore_and_its_database_are_reached_by_trino_and_the_jobs_alone(compose):
+    services = compose["services"]
+    assert compose["networks"]["catalog"]["internal"] is True
+    on_catalog = {n for n, s in services.items() if "catalog" in networks_of(s)}
+    assert on_catalog == {"postgres", "hive-metastore", "trino", "stream_jobs", "s3"}
+    for name in ("postgres", "hive-metastore"):
+        assert networks_of(services[name]) == {"catalog"}, name
+        assert "ports" not in services[name], name
+
+
+def test_only_mqtt_is_published_beyond_the_hosts_loopback_by_default(compose):
+    import re
+
+    for name, service in compose["services"].items():
+        for port in service.get("ports", []):
+            if name == "mqtt_broker":
+                continue
+            bind = re.match(r"\$\{HOST_\w+_BIND:-([\d.]+)\}:|([\d.]+):", port)
+            assert bind and "127.0.0.1" in bind.groups(), (name, port)
+
+
+def test_each_service_mounts_its_own_mqtt_login_only(compose):
+    services = compose["services"]
+    mounts = {n: {v.split(":")[0] for v in s.get("volumes", [])} for n, s in services.items()}
+    assert {n for n, m in mounts.items() if "mqtt-keys" in m} == {"mqtt-accounts"}
+    assert {n for n, m in mounts.items() if "bridge-login" in m} == {"mqtt-accounts", "mqtt_bridge"}
+    assert {n for n, m in mounts.items() if "generator-login" in m} == {
+        "mqtt-accounts",
+        "iot_data_generator",
+    }

@@ -621,6 +621,12 @@ def test_routes_over_a_fake_warehouse(tmp_path):
             "quality_docs": "none",
         }
 
+        # Every response counted by its class, served to Prometheus.
+        metrics = await (await client.get("/metrics")).text()
+        assert 'iot_portal_responses_total{status="4xx"}' in metrics
+        assert 'iot_portal_responses_total{status="2xx"}' in metrics
+        assert "process_resident_memory_bytes" in metrics
+
     run_client(tmp_path, check)
 
 
