@@ -403,9 +403,13 @@ class MinuteJob:
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
         for tp in partitions:
             self.checkpoint(tp.partition)
-            self.windows.pop(tp.partition, None)
-            self._next.pop(tp.partition, None)
+            # Whatever the checkpoint left uncommitted (it may keep the table's older
+            # one) is read again from there by whoever gets the partition: forget it
+            # all, or a stale `_first` outlives `_next` (a KeyError after a rebalance).
+            for progress in (self.windows, self._next, self._first, self._pending):
+                progress.pop(tp.partition, None)
             self._last_seen.pop(tp.partition, None)
+            self._last_commit.pop(tp.partition, None)
             self.checkpoints.forget(tp.partition)
         consumer.unassign()
 

@@ -201,3 +201,46 @@ def test_the_minute_loop_emits_and_checkpoints_what_it_read(tmp_path, monkeypatc
     (emitted,) = producer.produced
     assert emitted[0] == "iot.readings.1m"
     assert [r["count"] for r in table.rows().to_pylist()] == [60]
+
+
+def test_a_rebalance_after_an_uncommitted_checkpoint_leaves_no_stale_progress(
+    tmp_path, monkeypatch
+):
+    """Kafka away, the group rebalances: the revoke's checkpoint keeps the table's older
+    one (nothing to emit yet), the partition comes back and is read again from there.
+    Before the fix a stale first offset outlived the next one: KeyError, the jobs died
+    (seen in the Kafka-outage test)."""
+    table = FakeIcebergTable(READINGS_1M_REVISIONS, Lake(str(tmp_path)))
+    job = MinuteJob(
+        table,
+        consumer_config={"bootstrap.servers": "127.0.0.1:1"},
+        producer=FakeProducer(),
+        ranges=SensorRanges(lambda: iter(SENSORS), "iot.sensors"),
+        readings_topic="iot.readings",
+        out_topic="iot.readings.1m",
+        policy=WindowPolicy(lateness_s=5, commit_s=60, idle_s=60),
+        bounds=DEFAULT_BOUNDS,
+        max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
+    )
+
+    class Consumer:
+        def assign(self, partitions):
+            pass
+
+        def unassign(self):
+            pass
+
+    tp = TopicPartition("iot.readings", 0)
+    job._on_assign(Consumer(), [tp])
+    t = recent_minute()
+    for i in range(5):  # a minute still open: nothing to emit
+        payload, headers, ts_ms = record("Sensor 1", t + i * 1_000_000, 2.0, t + i * 1_000_000)
+        job.apply(0, i, payload, headers, ts_ms)
+    job._on_revoke(Consumer(), [TopicPartition("iot.readings", 0)])
+    assert table.commits == []  # the revoke kept the table's (empty) checkpoint
+    job._on_assign(Consumer(), [TopicPartition("iot.readings", 0)])
+    job.checkpoint(0)  # nothing read since it came back: nothing to do, no KeyError
+    for i in range(5):  # read again from the table's checkpoint
+        payload, headers, ts_ms = record("Sensor 1", t + i * 1_000_000, 2.0, t + i * 1_000_000)
+        job.apply(0, i, payload, headers, ts_ms)
+    assert job._first[0] == 0 and job._next[0] == 5
