@@ -11,7 +11,7 @@ QVENV := .venv-quality
 QPY := $(QVENV)/bin/python
 SVENV := .venv-superset
 
-.PHONY: help up down status logs mqtt-accounts device-password sql quality superset superset-export test unit integration lint bench constraints system-deps clean
+.PHONY: help up down status logs mqtt-accounts device-password sql quality superset superset-export test unit integration lint bench soak constraints system-deps clean
 
 help: ## List the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
@@ -102,6 +102,9 @@ lint: $(VENV)/.installed ## ruff and mypy
 
 bench: system-deps $(VENV)/.installed ## Throughput, freshness, latency and size benchmarks (prints figures)
 	$(PY) -m tests.bench
+
+soak: system-deps $(VENV)/.installed ## Steady load while a random component is killed every minute or so (MINUTES=10), then exactly-once and flat memory checked (not part of make test)
+	$(PY) -m tests.soak
 
 constraints: $(VENV)/.installed ## Re-pin the full dependency tree after changing pyproject.toml
 	@(echo "# Full pinned dependency tree (pip freeze of .venv); regenerate with: make constraints"; \

@@ -33,7 +33,8 @@ def environment(env: dict[str, str]) -> str:
     return ",".join(parts)
 
 
-def write_conf(s: Stack) -> Path:
+def write_conf(s: Stack, only: frozenset[str] | None = None) -> Path:
+    """The config of every enabled service (`only`: of these alone, e.g. for the soak)."""
     s.log_dir.mkdir(parents=True, exist_ok=True)
     s.run_dir.mkdir(parents=True, exist_ok=True)
     shared = {**s.python_env(), **s.metastore_env()}
@@ -50,7 +51,7 @@ def write_conf(s: Stack) -> Path:
         f"serverurl=unix://{s.run_dir / 'supervisor.sock'}",
     ]
     for service in SERVICES:
-        if not service.enabled():
+        if not service.enabled() or (only is not None and service.name not in only):
             continue
         own = service.env(s) if service.env is not None else {}
         parts += [
