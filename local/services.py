@@ -556,6 +556,10 @@ class Service:
     env: Callable[[Stack], dict[str, str]] | None = None
     # Part of the stack on this machine? (False: skipped; an optional, installed part)
     enabled: Callable[[], bool] = lambda: True
+    # Started only once every probed service is healthy (supervisord's autostart off):
+    # the generator, whose first readings the broker keeps for no one until the
+    # bridge's persistent session exists.
+    after_ready: bool = False
 
 
 # Apache Superset: its own virtualenv (`make superset`), its login and key in .env.
@@ -631,6 +635,7 @@ SERVICES: tuple[Service, ...] = (
         name="iot_data_generator",
         order=30,
         command=_python("iot_data_generator"),
+        after_ready=True,
         env=lambda s: {
             "METRICS_PORT": str(s.generator_metrics_port),
             "MQTT_USERNAME": mqtt_auth.GENERATOR_USER,

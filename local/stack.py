@@ -69,7 +69,8 @@ def up(faults: bool = False) -> None:
     for service in SERVICES:
         if service.prepare is not None and service.enabled():
             service.prepare(s)
-    supervisor.start(supervisor.write_conf(s))
+    conf = supervisor.write_conf(s)
+    supervisor.start(conf)
     print("waiting for the services to be healthy ...", flush=True)
     try:
         # Superset imports its dashboards once Trino and the views are there.
@@ -79,6 +80,8 @@ def up(faults: bool = False) -> None:
     except StackError:
         status()
         raise
+    # The generator last: the bridge's session now exists, the broker keeps every reading.
+    supervisor.start_after_ready(conf)
     status()
     print(
         f"\nPortal   http://localhost:{s.portal_port}/ (sensor status, quality, the catalogue)\n"

@@ -59,6 +59,7 @@ def write_conf(s: Stack, only: frozenset[str] | None = None) -> Path:
             "command=" + " ".join(service.command(s)),
             f"environment={environment({**shared, **own})}",
             f"priority={service.order}",
+            f"autostart={'false' if service.after_ready else 'true'}",
             "autorestart=true",
             "startsecs=3",
             "startretries=100",
@@ -90,14 +91,34 @@ def running(conf: Path) -> bool:
 
 
 def start(conf: Path) -> None:
-    """Every program of `conf` started: by the running supervisord, else a new one."""
+    """Every program of `conf` but those that wait for the others to be ready
+    (`start_after_ready`): by the running supervisord, else a new one."""
     if running(conf):
         ctl(conf, "update")
-        ctl(conf, "start", "all")
+        ctl(
+            conf,
+            "start",
+            *(s.name for s in SERVICES if s.name in _programs(conf) and not s.after_ready),
+        )
     else:
         subprocess.run(
             [sys.executable, "-m", "supervisor.supervisord", "-c", str(conf)], check=True
         )
+
+
+def start_after_ready(conf: Path) -> None:
+    """The programs that wait for the others (Service.after_ready), once they are ready."""
+    names = [s.name for s in SERVICES if s.after_ready and s.name in _programs(conf)]
+    if names:
+        ctl(conf, "start", *names)
+
+
+def _programs(conf: Path) -> set[str]:
+    return {
+        line[len("[program:") : -1]
+        for line in conf.read_text().splitlines()
+        if line.startswith("[program:")
+    }
 
 
 def shutdown(conf: Path) -> None:

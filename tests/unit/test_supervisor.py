@@ -54,3 +54,23 @@ def test_superset_alone_gets_its_secrets(tmp_path, monkeypatch):
                 assert env["SUPERSET_TRINO_URI"].endswith("@127.0.0.1:8080/iceberg")
             else:
                 assert "SUPERSET_ADMIN_PASSWORD" not in env, program
+
+
+def test_the_generator_starts_only_once_the_rest_is_ready(tmp_path):
+    """On a first start the broker keeps readings for the bridge only once its
+    persistent session exists: the generator is not started with the others (the
+    soak lost its first 7 seconds of readings so), `make up` starts it after."""
+    from local import supervisor
+    from local.services import Stack
+
+    parser = UnhosedConfigParser()
+    conf = supervisor.write_conf(Stack(tmp_path))
+    parser.read_string(conf.read_text())
+    autostart = {
+        s.removeprefix("program:"): parser.saneget(s, "autostart")
+        for s in parser.sections()
+        if s.startswith("program:")
+    }
+    assert autostart.pop("iot_data_generator") == "false"
+    assert set(autostart.values()) == {"true"}
+    assert supervisor._programs(conf) >= {"iot_data_generator", "mqtt_bridge"}
