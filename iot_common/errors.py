@@ -18,3 +18,9 @@ class InvalidReading(PlatformError):
     @property
     def reason(self) -> str:
         return f"{self.code}: {self.detail}"
+
+
+def reason_code(reason: str) -> str:
+    """A dead letter's reason, '<code>: <detail>' (`InvalidReading.reason`, or the
+    bridge's own), -> its code."""
+    return reason.split(":", 1)[0].strip()

@@ -43,7 +43,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 from iot_common import topics
 from iot_common.contract import parse_reading
 from iot_common.crashpoints import crash_point
-from iot_common.errors import InvalidReading
+from iot_common.errors import InvalidReading, reason_code
 from iot_common.kafka_io import CLIENT_LOGGER, ensure_topics, read_tail
 from iot_common.metrics import by_label, counter, gauge
 from iot_common.stats import Counters
@@ -119,12 +119,6 @@ def topic_bytes(msg: mqtt.MQTTMessage) -> bytes:
 
 def bounded_reason(reason: str) -> bytes:
     return reason.encode("utf-8", "replace")[:MAX_REASON]
-
-
-def reason_code(reason: str) -> str:
-    """The stable code a reason starts with ("not_json: ..." -> "not_json"): our own
-    words, never the message's, so the metric's label values stay few."""
-    return reason.split(":", 1)[0]
 
 
 @dataclass
@@ -403,7 +397,7 @@ class Bridge:
             return
         self._dead.remember(topic, sha)
         self.stats.dead_lettered += 1
-        code = reason_code(reason)
+        code = reason_code(reason)  # our own words, never the message's: few label values
         self.stats.dead_letters[code] = self.stats.dead_letters.get(code, 0) + 1
         limit = self.s.dlq_max_payload_bytes
         base: Headers = [

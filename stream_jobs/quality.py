@@ -404,8 +404,3 @@ def attribute(payload: bytes, received_us: int, bounds: TimeBounds) -> tuple[str
     if received_us - ts_us > ATTRIBUTE_MAX_AGE_US:
         ts_us = received_us  # a day late or more: counts now, not in a long-closed minute
     return sid, minute_of(ts_us)
-
-
-def reason_code(reason: str) -> str:
-    """'<code>: <detail>' -> code."""
-    return reason.split(":", 1)[0].strip()

@@ -47,6 +47,7 @@ from pyiceberg.expressions import And, In
 
 from iot_common.contract import TimeBounds, check_event_time, parse_dt, to_us
 from iot_common.crashpoints import crash_point
+from iot_common.errors import reason_code
 from iot_common.kafka_io import ensure_topics, offsets_in_the_table, records_of
 from iot_common.stats import Counters
 from iot_common.topics import (
@@ -68,7 +69,6 @@ from stream_jobs.quality import (
     StatusChange,
     attribute,
     expected_per_minute,
-    reason_code,
 )
 from stream_jobs.records import received_us_of
 from stream_jobs.resample import (

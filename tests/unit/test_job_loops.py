@@ -176,11 +176,8 @@ def test_a_fatal_kafka_error_stops_the_loop_and_the_table_keeps_its_checkpoint(t
     assert readings.commits == []  # a restart replays from the table's (empty) checkpoint
 
 
-def test_the_minute_loop_emits_and_checkpoints_what_it_read(tmp_path, monkeypatch):
-    monkeypatch.setattr(resample, "ensure_topics", lambda *_a, **_k: None)
-    table = FakeIcebergTable(READINGS_1M_REVISIONS, Lake(str(tmp_path)))
-    producer = FakeProducer()
-    job = MinuteJob(
+def minute_job(table, producer):
+    return MinuteJob(
         table,
         consumer_config={"bootstrap.servers": "127.0.0.1:1"},
         producer=producer,
@@ -191,6 +188,13 @@ def test_the_minute_loop_emits_and_checkpoints_what_it_read(tmp_path, monkeypatc
         bounds=DEFAULT_BOUNDS,
         max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
     )
+
+
+def test_the_minute_loop_emits_and_checkpoints_what_it_read(tmp_path, monkeypatch):
+    monkeypatch.setattr(resample, "ensure_topics", lambda *_a, **_k: None)
+    table = FakeIcebergTable(READINGS_1M_REVISIONS, Lake(str(tmp_path)))
+    producer = FakeProducer()
+    job = minute_job(table, producer)
     t = recent_minute()
     batch = []
     for i in range(70):  # minute 0 and ten seconds of minute 1: minute 0 closes
@@ -211,17 +215,7 @@ def test_a_rebalance_after_an_uncommitted_checkpoint_leaves_no_stale_progress(
     Before the fix a stale first offset outlived the next one: KeyError, the jobs died
     (seen in the Kafka-outage test)."""
     table = FakeIcebergTable(READINGS_1M_REVISIONS, Lake(str(tmp_path)))
-    job = MinuteJob(
-        table,
-        consumer_config={"bootstrap.servers": "127.0.0.1:1"},
-        producer=FakeProducer(),
-        ranges=SensorRanges(lambda: iter(SENSORS), "iot.sensors"),
-        readings_topic="iot.readings",
-        out_topic="iot.readings.1m",
-        policy=WindowPolicy(lateness_s=5, commit_s=60, idle_s=60),
-        bounds=DEFAULT_BOUNDS,
-        max_payload_bytes=DEFAULT_MAX_PAYLOAD_BYTES,
-    )
+    job = minute_job(table, FakeProducer())
 
     class Consumer:
         def assign(self, partitions):

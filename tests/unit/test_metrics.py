@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-from prometheus_client.parser import text_string_to_metric_families
 
+from iot_common.errors import reason_code
 from iot_common.logs import JsonFormatter, configure, dict_config
 from iot_common.metrics import (
     CountersCollector,
@@ -22,7 +22,8 @@ from iot_common.metrics import (
     service_registry,
 )
 from iot_common.stats import Counters
-from mqtt_bridge.bridge import Stats, reason_code
+from local.figures import parse
+from mqtt_bridge.bridge import Stats
 from mqtt_bridge.health import serve_health
 from stream_jobs.agents import DeadLetterWatch
 from stream_jobs.agents import reason_code as header_code
@@ -39,11 +40,12 @@ class Example(Counters):
 
 
 def scrape(*collectors):
+    """The text a scrape gets, and its samples as (name, labels) -> value, read back
+    with the parser `make status` uses."""
     text = render(service_registry(*collectors)).decode()
-    samples = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    samples = {
+        (name, labels): v for name, series in parse(text).items() for labels, v in series.items()
+    }
     return text, samples
 
 

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from iot_common.contract import DEFAULT_BOUNDS
+from iot_common.errors import reason_code
 from stream_jobs.quality import (
     CLOSE_AFTER_S,
     KEEP_MINUTES,
@@ -18,7 +19,6 @@ from stream_jobs.quality import (
     Cell,
     QualityState,
     attribute,
-    reason_code,
 )
 
 T0 = 1_796_000_000_000_000 - 1_796_000_000_000_000 % MINUTE_US  # a minute start, 2026
