@@ -46,11 +46,14 @@ COPY portal ./portal
 COPY local ./local
 COPY docker/kafka_init.py ./docker/kafka_init.py
 RUN pip install -q --no-deps .
-# The mount points of the MQTT accounts' volumes (the mqtt-accounts one-shot writes
-# them; each service mounts its own login): owned by the services' user too.
+# The mount points of the MQTT and Trino accounts' volumes (the mqtt-accounts and
+# trino-accounts one-shots write them; each service mounts its own login): owned by
+# the services' user too.
 RUN mkdir -p /mosquitto/auth /run/iot-secrets/keys /run/iot-secrets/bridge \
-    /run/iot-secrets/generator /run/iot-secrets/health \
- && chown -R app:app /mosquitto/auth /run/iot-secrets
+    /run/iot-secrets/generator /run/iot-secrets/health /trino-auth \
+    /run/iot-secrets/trino-keys /run/iot-secrets/jobs-trino /run/iot-secrets/portal-trino \
+    /run/iot-secrets/quality-trino /run/iot-secrets/superset-trino \
+ && chown -R app:app /mosquitto/auth /run/iot-secrets /trino-auth
 USER app
 
 FROM python AS quality
@@ -59,6 +62,8 @@ RUN python3 -m venv /opt/venv \
  && pip install -q -r /tmp/requirements.txt \
  && rm /tmp/requirements.txt
 COPY expectations ./expectations
+# The one module of the platform it uses: how to log in to Trino (imports only trino).
+COPY iot_common/__init__.py iot_common/trino_client.py ./iot_common/
 USER app
 
 FROM python AS superset

@@ -75,8 +75,8 @@ mqtt-accounts: ## Write the broker's accounts again (a sensor added to sensors.j
 device-password: ## The MQTT password of one device: make device-password SENSOR='Sensor 1'
 	@$(PY) -m local device-password --sensor "$(SENSOR)"
 
-sql: ## A Trino SQL prompt on the iceberg catalog (make up first)
-	@$(PY) -m local sql
+sql: ## A Trino SQL prompt as the admin (make up first); AS=bi: as the BI login, read-only
+	@$(PY) -m local sql $(if $(AS),--as '$(AS)')
 
 logs: ## Last log lines of every service (make logs F=1 to follow)
 	@$(PY) -m local logs $(if $(F),--follow)

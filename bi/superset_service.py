@@ -10,6 +10,9 @@ and:
 
   SUPERSET_ADMIN_USER, SUPERSET_ADMIN_PASSWORD   the admin login (.env)
   SUPERSET_TRINO_URI       trino://<user>@<host>:<port>/<catalog> of this stack
+  SUPERSET_TRINO_PASSWORD  that user's Trino password (then HTTPS; empty: none)
+  SUPERSET_TRINO_CA_FILE   the certificate Trino's HTTPS is trusted by (Trino's own)
+  SECRETS_DIR              else files trino_password and trino_ca_file there (compose)
   RAW_SCHEMA, CURATED_SCHEMA   the schemas our tables are in (default raw, curated)
   SUPERSET_HOST, SUPERSET_PORT   where it listens (127.0.0.1:8088; compose: 0.0.0.0)
 
@@ -37,6 +40,7 @@ import zipfile
 from importlib.metadata import version
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import yaml
 
@@ -61,11 +65,24 @@ def _superset(*args: str, secret: str | None = None) -> None:
         raise SetupError(f"superset {shown} failed:\n{done.stdout[-2000:]}{done.stderr[-4000:]}")
 
 
-def retarget(rel: str, doc: dict[str, Any], uri: str, schemas: dict[str, str]) -> None:
+def retarget(
+    rel: str,
+    doc: dict[str, Any],
+    uri: str,
+    schemas: dict[str, str],
+    connect_args: dict[str, Any] | None = None,
+) -> None:
     """Point one file of the bundle (path `rel` inside it) at a connection URI and at
-    other schema names (`schemas`: old name -> new): both ways, import and export."""
+    other schema names (`schemas`: old name -> new): both ways, import and export.
+    `connect_args`: the Trino client's (the certificate to trust) on import; none
+    on export, so that no machine's path lands in the repository."""
     if rel.startswith("databases/"):
         doc["sqlalchemy_uri"] = uri
+        engine = doc.setdefault("extra", {}).setdefault("engine_params", {})
+        if connect_args:
+            engine["connect_args"] = connect_args
+        else:
+            engine.pop("connect_args", None)
     elif rel.startswith("datasets/"):
         doc["schema"] = schemas.get(doc["schema"], doc["schema"])
         if doc.get("sql"):
@@ -73,14 +90,16 @@ def retarget(rel: str, doc: dict[str, Any], uri: str, schemas: dict[str, str]) -
             doc["sql"] = pattern.sub(lambda m: schemas[m.group(1)] + ".", doc["sql"])
 
 
-def bundle(uri: str, schemas: dict[str, str]) -> bytes:
-    """bi/dashboards as an import ZIP, with this stack's connection URI and schema names."""
+def bundle(uri: str, schemas: dict[str, str], connect_args: dict[str, Any] | None = None) -> bytes:
+    """bi/dashboards as an import ZIP, with this stack's connection URI (its password
+    in it: the import keeps it encrypted in Superset's database, apart from the URI)
+    and schema names."""
     out = io.BytesIO()
     with zipfile.ZipFile(out, "w") as zf:
         for path in sorted(BUNDLE.rglob("*.yaml")):
             rel = path.relative_to(BUNDLE).as_posix()
             doc = yaml.safe_load(path.read_text())
-            retarget(rel, doc, uri, schemas)
+            retarget(rel, doc, uri, schemas, connect_args)
             zf.writestr(f"bundle/{rel}", yaml.safe_dump(doc, sort_keys=False))
     return out.getvalue()
 
@@ -138,6 +157,33 @@ def export() -> int:
     return 0
 
 
+def trino_connection() -> tuple[str, dict[str, Any]]:
+    """SUPERSET_TRINO_URI with SUPERSET_TRINO_PASSWORD in it (the Trino dialect then
+    speaks HTTPS with that login), and the client's arguments: the certificate to
+    trust, SUPERSET_TRINO_CA_FILE."""
+    uri = os.environ["SUPERSET_TRINO_URI"]
+    password = os.environ.get("SUPERSET_TRINO_PASSWORD", "") or _secret("trino_password")
+    if not password:
+        return uri, {}
+    scheme, _, rest = uri.partition("://")
+    user, _, where = rest.rpartition("@")
+    uri = f"{scheme}://{user}:{quote(password, safe='')}@{where}"
+    ca = os.environ.get("SUPERSET_TRINO_CA_FILE", "") or _secret("trino_ca_file")
+    if ca:
+        # requests lets REQUESTS_CA_BUNDLE win over a connection's `verify`
+        # (psf/requests#3829): where it is set, it must name Trino's certificate.
+        os.environ["REQUESTS_CA_BUNDLE"] = ca
+    # The Trino dialect sends the password but leaves the scheme to these arguments.
+    return uri, {"http_scheme": "https", **({"verify": ca} if ca else {})}
+
+
+def _secret(name: str) -> str:
+    """A file of SECRETS_DIR (how compose hands over the Trino login), else ''."""
+    folder = os.environ.get("SECRETS_DIR", "")
+    path = Path(folder) / name
+    return path.read_text().strip() if folder and path.is_file() else ""
+
+
 def main() -> int:
     if sys.argv[1:] == ["export"]:
         return export()
@@ -170,7 +216,8 @@ def main() -> int:
             "raw": os.environ.get("RAW_SCHEMA", "raw"),
             "curated": os.environ.get("CURATED_SCHEMA", "curated"),
         }
-        zipped.write_bytes(bundle(os.environ["SUPERSET_TRINO_URI"], schemas))
+        uri, connect_args = trino_connection()
+        zipped.write_bytes(bundle(uri, schemas, connect_args))
         deadline = time.monotonic() + IMPORT_TIMEOUT_S
         while True:
             try:

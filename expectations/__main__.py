@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import signal
 import sys
 import threading
@@ -76,7 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     from expectations.settings import QualitySettings
     from expectations.source import TrinoUnavailable
 
-    s = QualitySettings()
+    # SECRETS_DIR: a file per setting (trino_password, ...), as compose hands them over.
+    s = QualitySettings(_secrets_dir=os.environ.get("SECRETS_DIR") or None)
     logging.basicConfig(
         level=s.logging_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -17,9 +17,13 @@ class QualitySettings(BaseSettings):
     model_config = SettingsConfigDict(env_file=".env", extra="ignore", frozen=True)
 
     trino_host: str = "localhost"
-    trino_port: int = Field(default=8080, ge=1, le=65535)
+    # Trino's HTTPS port when TRINO_PASSWORD is set (iot_common.trino_client)
+    trino_port: int = Field(default=8443, ge=1, le=65535)
     trino_user: str = "iot-quality"
-    trino_catalog: str = "iceberg"
+    trino_password: SecretStr | None = None  # empty: no login, plain HTTP
+    trino_ca_file: str = ""  # the certificate to trust; empty: the system's
+    # A BI login's catalog: the tables, read-only (local/trino_auth.py)
+    trino_catalog: str = "lake"
     raw_schema: str = "raw"
     curated_schema: str = "curated"
     # What is validated: the last this many minutes of event time, up to the run's start.

@@ -36,7 +36,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import pandas as pd
-import trino
 from trino.exceptions import TrinoUserError
 
 from expectations.settings import QualitySettings
@@ -48,6 +47,7 @@ from expectations.suites import (
     Sensor,
     dtype,
 )
+from iot_common import trino_client
 
 
 class TrinoUnavailable(Exception):
@@ -131,10 +131,13 @@ class TrinoSource:
         s = self.settings
         self.queries += 1
         try:
-            conn = trino.dbapi.connect(
+            password = s.trino_password.get_secret_value() if s.trino_password else None
+            conn = trino_client.connect(
                 host=s.trino_host,
                 port=s.trino_port,
                 user=s.trino_user,
+                password=password,
+                ca_file=s.trino_ca_file or None,
                 catalog=s.trino_catalog,
                 source="iot-quality",
                 request_timeout=300,

@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from datetime import datetime
 from pathlib import Path
-from typing import Self
+from typing import Any, Self
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -94,8 +94,25 @@ class TrinoSettings(CommonSettings):
     names itself in Trino's query list by its own TRINO_USER default."""
 
     trino_host: str = "localhost"
-    trino_port: int = 8080
+    # Trino's HTTPS port when TRINO_PASSWORD is set (its plain HTTP port refuses logins)
+    trino_port: int = 8443
     trino_user: str = "iot"
+    # Empty: no login (a Trino without authentication, over plain HTTP).
+    trino_password: SecretStr | None = None
+    # The certificate to trust (Trino's own, self-signed: local/trino_auth.py); empty:
+    # the system's trust store.
+    trino_ca_file: str = ""
     trino_catalog: str = "iceberg"
     raw_schema: str = "raw"  # SQL schemas of the raw tables and of the curated ones
     curated_schema: str = "curated"
+
+    def trino_login(self) -> dict[str, Any]:
+        """The host, port, user and credentials for iot_common.trino_client.connect."""
+        password = self.trino_password.get_secret_value() if self.trino_password else None
+        return {
+            "host": self.trino_host,
+            "port": self.trino_port,
+            "user": self.trino_user,
+            "password": password,
+            "ca_file": self.trino_ca_file or None,
+        }

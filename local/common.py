@@ -11,6 +11,8 @@ import os
 import secrets
 import shutil
 import socket
+import stat
+import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -82,3 +84,31 @@ def ensure_secrets(names: tuple[str, ...], path: Path = DOTENV) -> list[str]:
             f.writelines(f"{n}={secrets.token_urlsafe(24)}\n" for n in missing)
         path.chmod(0o600)
     return missing
+
+
+def write_atomic(path: Path, text: str, mode: int) -> None:
+    """Write `text` to `path` with `mode` through a temporary file and a rename, so a
+    reader sees the old file or the new one, never a part; unchanged content is not
+    rewritten (only its mode set)."""
+    data = text.encode("utf-8")
+    try:
+        unchanged = path.read_bytes() == data
+    except OSError:
+        unchanged = False
+    if unchanged:
+        if stat.S_IMODE(path.stat().st_mode) != mode:
+            os.chmod(path, mode)
+        return
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    done = False
+    try:
+        with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), mode)
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        done = True
+    finally:
+        if not done:
+            os.unlink(tmp)

@@ -112,7 +112,8 @@ def metastore_home() -> Path:
 def trino_home() -> Path:
     """Trino server with the plugins we use, from the Maven Central tarball."""
     v = versions()
-    plugins = ("hive", "iceberg", "kafka")
+    # password-authenticators: the password file that logins are checked against
+    plugins = ("hive", "iceberg", "kafka", "password-authenticators")
     # Named by its plugins: a cache trimmed to another set is not taken for this one.
     home = CACHE / f"trino-server-{v['TRINO_VERSION']}-{'-'.join(plugins)}"
     if (home / ".complete").exists():

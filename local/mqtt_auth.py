@@ -43,13 +43,13 @@ import hashlib
 import hmac
 import os
 import secrets
-import stat
-import tempfile
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
+
+from local.common import write_atomic
 
 Access = Literal["read", "write", "readwrite", "deny"]
 Rule = tuple[Access, str]
@@ -227,8 +227,8 @@ def write(directory: Path, accounts: Iterable[Account]) -> tuple[Path, Path]:
     passwd_text = _passwd_text(accounts, line)
     acl_text = acl_file(accounts)
     directory.mkdir(parents=True, exist_ok=True)
-    _write_atomic(passwd, passwd_text, PASSWD_MODE)
-    _write_atomic(acl, acl_text, ACL_MODE)
+    write_atomic(passwd, passwd_text, PASSWD_MODE)
+    write_atomic(acl, acl_text, ACL_MODE)
     return passwd, acl
 
 
@@ -251,31 +251,6 @@ def _existing_lines(passwd: Path) -> dict[str, str]:
         except ValueError:
             continue  # a comment or a line of another form: not kept
     return out
-
-
-def _write_atomic(path: Path, text: str, mode: int) -> None:
-    data = text.encode("utf-8")
-    try:
-        unchanged = path.read_bytes() == data
-    except OSError:
-        unchanged = False
-    if unchanged:
-        if stat.S_IMODE(path.stat().st_mode) != mode:
-            os.chmod(path, mode)
-        return
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    done = False
-    try:
-        with os.fdopen(fd, "wb") as f:
-            os.fchmod(f.fileno(), mode)
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        done = True
-    finally:
-        if not done:
-            os.unlink(tmp)
 
 
 # -- checks ----------------------------------------------------------------------------
@@ -517,7 +492,7 @@ def resolve_secrets(env: Mapping[str, str], secrets_dir: Path) -> Credentials:
         path = secrets_dir / name.lower()
         value = env.get(name) or (path.read_text().strip() if path.exists() else "")
         value = value or secrets.token_urlsafe(24)
-        _write_atomic(path, value, PASSWD_MODE)
+        write_atomic(path, value, PASSWD_MODE)
         values.append(value)
     return Credentials(*values)
 
@@ -539,8 +514,8 @@ def render_compose(
         if service not in SERVICE_USERS:
             raise ValueError(f"no MQTT login for {service!r}: one of {sorted(SERVICE_USERS)}")
         folder.mkdir(parents=True, exist_ok=True)
-        _write_atomic(folder / "mqtt_username", SERVICE_USERS[service], PASSWD_MODE)
-        _write_atomic(folder / "mqtt_password", passwords[service], PASSWD_MODE)
+        write_atomic(folder / "mqtt_username", SERVICE_USERS[service], PASSWD_MODE)
+        write_atomic(folder / "mqtt_password", passwords[service], PASSWD_MODE)
     accounts = creds.platform_accounts(env.get("MQTT_TOPIC") or "sensors", sensor_ids)
     write(auth_dir, accounts)
     return accounts

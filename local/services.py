@@ -27,11 +27,12 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from iot_common import topics
 from iot_common.contract import parse_sensors
 from iot_common.settings import DEFAULT_SENSORS_FILE
-from local import mqtt_auth
+from local import mqtt_auth, trino_auth
 from local.common import (
     ROOT,
     StackError,
@@ -104,7 +105,8 @@ class Stack:
     # PostgreSQL's directory (default data/postgres). Every folder above it must be
     # open to the `postgres` user when the stack runs as root.
     postgres_dir: Path | None = None
-    trino_port: int = 8080
+    trino_port: int = 8080  # Trino's plain HTTP: its internal traffic and /v1/info only
+    trino_https_port: int = 8443  # where clients log in (local.trino_auth)
     portal_port: int = 8090
     superset_port: int = 8088
     lake_url: str = ""
@@ -120,6 +122,10 @@ class Stack:
     mqtt_credentials: Credentials = field(default_factory=Credentials.random)
     mqtt_topic: str = "sensors"
     mqtt_extra_accounts: list[Account] = field(default_factory=list)
+    # Trino's logins (local.trino_auth), from these secrets.
+    trino_credentials: trino_auth.Credentials = field(default_factory=trino_auth.Credentials.random)
+    # The schemas BI logins may read (a regular expression; tests use their own).
+    trino_bi_schemas: str = trino_auth.BI_SCHEMAS
 
     def __post_init__(self) -> None:
         self.data = self.data.resolve()
@@ -402,13 +408,20 @@ class Stack:
         out = self.run_dir / "trino-etc"
         shutil.rmtree(out, ignore_errors=True)
         shutil.copytree(ROOT / "trino" / "etc", out)
+        # Logins over TLS and the access rules (local.trino_auth; docs/security.md).
+        trino_auth.render(
+            self.trino_auth_dir, self.trino_credentials, bi_schemas=self.trino_bi_schemas
+        )
         set_properties(
             out / "config.properties",
             {
                 "http-server.http.port": str(self.trino_port),
                 "discovery.uri": f"http://127.0.0.1:{self.trino_port}",
+                **trino_auth.server_properties(self.trino_auth_dir, self.trino_https_port),
             },
         )
+        for name, text in trino_auth.etc_files(self.trino_auth_dir).items():
+            (out / name).write_text(text)
         # The loopback only, here (its HTTP server binds to node.bind-ip): no one else
         # on the network may run SQL (docs/security.md). Compose keeps 0.0.0.0 in the
         # container and publishes the port on the host's loopback.
@@ -423,6 +436,7 @@ class Stack:
             hive.update({"s3.aws-access-key": self.s3_key, "s3.aws-secret-key": self.s3_secret})
         set_properties(out / "catalog" / "hive.properties", hive)
         set_properties(out / "catalog" / "iceberg.properties", hive)
+        set_properties(out / "catalog" / f"{trino_auth.BI_CATALOG}.properties", hive)
         set_properties(
             out / "catalog" / "kafka.properties",
             {"kafka.nodes": self.bootstrap, "kafka.table-names": self.trino_kafka_topics},
@@ -447,14 +461,39 @@ class Stack:
             f"--data-dir={self.data / 'trino'}",
         ]
 
+    @property
+    def trino_auth_dir(self) -> Path:
+        """Trino's password file, rules, certificate and shared secret (kept across
+        restarts: clients trust the certificate)."""
+        return self.data / "trino-auth"
+
+    @property
+    def trino_ca_file(self) -> Path:
+        return self.trino_auth_dir / trino_auth.CA_FILE
+
+    def trino_login(self, user: str = trino_auth.ADMIN_USER) -> dict[str, Any]:
+        """A login for iot_common.trino_client.connect (the admin's by default)."""
+        return {
+            "host": "127.0.0.1",
+            "port": self.trino_https_port,
+            "user": user,
+            "password": self.trino_credentials.password(user),
+            "ca_file": str(self.trino_ca_file),
+        }
+
+    def trino_service_env(self, user: str) -> dict[str, str]:
+        """A Python service's Trino login, as its settings read it."""
+        return {"TRINO_USER": user, "TRINO_PASSWORD": self.trino_credentials.password(user)}
+
     def trino_ready(self) -> bool:
-        """Trino has an active node (its HTTP server is up well before that)."""
+        """Trino has an active node (its HTTP server is up well before that), and it
+        takes the admin's login over TLS."""
         import trino
 
+        from iot_common import trino_client
+
         try:
-            conn = trino.dbapi.connect(
-                host="127.0.0.1", port=self.trino_port, user="probe", request_timeout=5
-            )
+            conn = trino_client.connect(**self.trino_login(), request_timeout=5)
             cur = conn.cursor()
             # Queries fail with NO_NODES_AVAILABLE until the node has announced itself.
             cur.execute("SELECT count(*) FROM system.runtime.nodes WHERE state = 'active'")
@@ -479,7 +518,8 @@ class Stack:
             "QUALITY_DOCS_DIR": str(self.data / "quality" / "data_docs"),
             "DATADIR": str(self.data / "stream_jobs"),
             "TRINO_HOST": "127.0.0.1",
-            "TRINO_PORT": str(self.trino_port),
+            "TRINO_PORT": str(self.trino_https_port),
+            "TRINO_CA_FILE": str(self.trino_ca_file),
             "METASTORE_HOST": "127.0.0.1",
             "METASTORE_PORT": str(self.metastore_port),
             "PYTHONUNBUFFERED": "1",
@@ -515,8 +555,10 @@ class Stack:
             "SUPERSET_CONFIG_PATH": str(ROOT / "bi" / "superset_config.py"),
             "SUPERSET_HOME": str(self.data / "superset"),
             "SUPERSET_PORT": str(self.superset_port),
-            "SUPERSET_TRINO_URI": f"trino://{SUPERSET_TRINO_USER}@127.0.0.1:{self.trino_port}"
+            "SUPERSET_TRINO_URI": f"trino://{SUPERSET_TRINO_USER}@127.0.0.1:{self.trino_https_port}"
             f"/{SUPERSET_CATALOG}",
+            "SUPERSET_TRINO_PASSWORD": self.trino_credentials.password(SUPERSET_TRINO_USER),
+            "SUPERSET_TRINO_CA_FILE": str(self.trino_ca_file),
             "SUPERSET_ADMIN_USER": given.get("SUPERSET_ADMIN_USER", "admin"),
             # "Last day" is computed from Superset's clock; our times are UTC.
             "TZ": "UTC",
@@ -565,8 +607,8 @@ class Service:
 # Apache Superset: its own virtualenv (`make superset`), its login and key in .env.
 SUPERSET_PYTHON = ROOT / ".venv-superset" / "bin" / "python"
 SUPERSET_SECRETS = ("SUPERSET_SECRET_KEY", "SUPERSET_ADMIN_PASSWORD")
-SUPERSET_TRINO_USER = "iot-superset"
-SUPERSET_CATALOG = "iceberg"  # the catalog that holds our tables
+SUPERSET_TRINO_USER = trino_auth.SUPERSET_USER
+SUPERSET_CATALOG = trino_auth.BI_CATALOG  # our tables, read-only
 
 
 QUALITY_PYTHON = ROOT / ".venv-quality" / "bin" / "python"  # the Makefile makes it
@@ -630,6 +672,7 @@ SERVICES: tuple[Service, ...] = (
         order=20,
         command=_python("stream_jobs"),
         ready=Stack.stream_jobs_ready,
+        env=lambda s: s.trino_service_env(trino_auth.JOBS_USER),
     ),
     Service(
         name="iot_data_generator",
@@ -648,6 +691,10 @@ SERVICES: tuple[Service, ...] = (
         order=40,
         command=_python("portal"),
         ready=Stack.portal_ready,
+        env=lambda s: {
+            **s.trino_service_env(trino_auth.PORTAL_USER),
+            "TRINO_CATALOG": trino_auth.BI_CATALOG,
+        },
     ),
     # Great Expectations over what is archived, every QUALITY_EVERY_SECONDS, in a
     # virtualenv of its own (GX's pins and pandas stay out of ours): `make up`
@@ -657,6 +704,7 @@ SERVICES: tuple[Service, ...] = (
         name="quality",
         order=40,
         command=lambda _stack: [str(QUALITY_PYTHON), "-m", "expectations", "--every", "600"],
+        env=lambda s: s.trino_service_env(trino_auth.QUALITY_USER),
     ),
     # BI dashboards (bi/): started when `make superset` has installed it. It imports
     # the dashboards (waiting for Trino and the views), then serves.

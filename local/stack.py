@@ -16,7 +16,7 @@ import time
 import urllib.request
 
 from iot_common import topics
-from local import figures, mqtt_auth, supervisor
+from local import figures, mqtt_auth, supervisor, trino_auth
 from local.common import ROOT, StackError, dotenv, ensure_secrets, wait_for
 from local.install import trino_cli, trino_java_home
 from local.services import SERVICES, SUPERSET_PYTHON, SUPERSET_SECRETS, Stack, health
@@ -44,6 +44,7 @@ def stack(faults: bool = False) -> Stack:
     env = os.environ
     secrets = {**dotenv(), **env}
     have_secrets = all(secrets.get(n) for n in mqtt_auth.SECRETS)
+    have_trino_secrets = all(secrets.get(n) for n in trino_auth.SECRETS)
     return Stack(
         DATA,
         # .env's (`make up` writes them); at random only where no broker is started.
@@ -51,6 +52,11 @@ def stack(faults: bool = False) -> Stack:
             mqtt_auth.Credentials.from_env(secrets)
             if have_secrets
             else mqtt_auth.Credentials.random()
+        ),
+        trino_credentials=(
+            trino_auth.Credentials.from_env(secrets)
+            if have_trino_secrets
+            else trino_auth.Credentials.random()
         ),
         lake_url=env.get("LAKE_URL", ""),
         s3_endpoint=env.get("S3_ENDPOINT_URL", ""),
@@ -61,7 +67,11 @@ def stack(faults: bool = False) -> Stack:
 
 
 def up(faults: bool = False) -> None:
-    names = mqtt_auth.SECRETS + (SUPERSET_SECRETS if SUPERSET_PYTHON.exists() else ())
+    names = (
+        mqtt_auth.SECRETS
+        + trino_auth.SECRETS
+        + (SUPERSET_SECRETS if SUPERSET_PYTHON.exists() else ())
+    )
     added = ensure_secrets(names)
     if added:
         print(f"made {', '.join(added)} at random, in .env (not committed)")
@@ -91,8 +101,10 @@ def up(faults: bool = False) -> None:
         f"{topics.SENSORS}, {topics.READINGS_1M}, {topics.QUALITY_1M}, {topics.QUALITY_STATUS}\n"
         f"Tables   Apache Iceberg in {s.lake_url}/warehouse (Parquet), catalogued in the "
         f"Hive Metastore thrift://127.0.0.1:{s.metastore_port}\n"
-        f"SQL      Trino http://127.0.0.1:{s.trino_port}, catalog iceberg, schemas raw and "
-        f"curated (make sql)\n"
+        f"SQL      Trino https://127.0.0.1:{s.trino_https_port} (its certificate: "
+        f"{os.path.relpath(s.trino_ca_file)}"
+        f"); BI login {trino_auth.BI_USER}, password TRINO_BI_PASSWORD in .env, catalog "
+        f"{trino_auth.BI_CATALOG}, schemas raw and curated (make sql AS=bi; admin: make sql)\n"
         f"Health   http://127.0.0.1:{s.bridge_health_port}/health (bridge), "
         f"http://127.0.0.1:{s.stream_web_port}/health (stream jobs)\n"
         f"Logs     {s.log_dir} (make logs); stop with make down (data is kept)"
@@ -169,10 +181,15 @@ def logs(follow: bool) -> None:
         subprocess.run(cmd, check=False)
 
 
-def sql() -> None:
-    """A Trino CLI on the iceberg catalog (Java 24+, as the server)."""
+def sql(user: str = trino_auth.ADMIN_USER) -> None:
+    """A Trino CLI (Java 24+, as the server) logged in as `user` over TLS: the admin
+    on the iceberg catalog, a BI login on its read-only catalog lake."""
     s = stack()
     java_home = trino_java_home()
+    catalog = "iceberg" if user in trino_auth.ADMINS else trino_auth.BI_CATALOG
+    # The CLI reads the password from TRINO_PASSWORD (not the command line, which
+    # every user of the machine can read).
+    os.environ["TRINO_PASSWORD"] = s.trino_credentials.password(user)
     os.execv(
         f"{java_home}/bin/java",
         [
@@ -180,13 +197,16 @@ def sql() -> None:
             "-jar",
             str(trino_cli()),
             "--server",
-            f"http://127.0.0.1:{s.trino_port}",
+            f"https://127.0.0.1:{s.trino_https_port}",
+            "--truststore-path",
+            str(s.trino_ca_file),
+            "--user",
+            user,
+            "--password",
             "--catalog",
-            "iceberg",
+            catalog,
             "--schema",
             "raw",
-            "--user",
-            os.environ.get("USER", "analyst"),
         ],
     )
 
@@ -243,6 +263,9 @@ def main() -> int:
         ],
     )
     parser.add_argument("--sensor", help="device-password: the sensor's id")
+    parser.add_argument(
+        "--as", dest="login", default=trino_auth.ADMIN_USER, help="sql: the Trino login"
+    )
     parser.add_argument("-f", "--follow", action="store_true", help="logs: keep following")
     parser.add_argument(
         "--faults", action="store_true", help="up: the generator injects faults (a demo)"
@@ -256,7 +279,7 @@ def main() -> int:
         elif args.command == "status":
             status()
         elif args.command == "sql":
-            sql()
+            sql(args.login)
         elif args.command == "superset-export":
             superset_export()
         elif args.command == "mqtt-accounts":

@@ -11,7 +11,7 @@ from portal.settings import PortalSettings
 
 
 def main() -> int:
-    settings = PortalSettings()
+    settings = PortalSettings.load()  # the environment, .env, then SECRETS_DIR (compose)
     configure_logging(settings.logging_level, settings.log_format)
     logging.getLogger(__name__).info(
         "portal on http://%s:%d/ (catalogue from %s, Trino %s:%d)",

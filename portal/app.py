@@ -500,9 +500,7 @@ def create(settings: PortalSettings) -> web.Application:
     if settings.trino_host:
         warehouse = TrinoWarehouse(
             query=trino_query(
-                host=settings.trino_host,
-                port=settings.trino_port,
-                user=settings.trino_user,
+                login=settings.trino_login(),
                 catalog=settings.trino_catalog,
                 timeout_s=settings.trino_timeout_seconds,
             ),

@@ -22,15 +22,15 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
-import trino
 from trino.exceptions import Error as TrinoError
 from trino.exceptions import HttpError, TrinoQueryError
 
+from iot_common import trino_client
 from iot_common.errors import PlatformError
 
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -404,15 +404,15 @@ class TrinoWarehouse:
 
 
 def trino_query(
-    *, host: str, port: int, user: str, catalog: str, timeout_s: float
+    *, login: Mapping[str, Any], catalog: str, timeout_s: float
 ) -> Callable[[str], list[list[Any]]]:
-    """Run one statement on Trino and fetch its rows; failures become Unavailable."""
+    """Run one statement on Trino and fetch its rows; failures become Unavailable.
+    `login`: host, port, user and credentials (TrinoSettings.trino_login)."""
+    where = f"{login['host']}:{login['port']}"
 
     def run(sql: str) -> list[list[Any]]:
-        conn = trino.dbapi.connect(
-            host=host,
-            port=port,
-            user=user,
+        conn = trino_client.connect(
+            **login,
             catalog=catalog,
             request_timeout=timeout_s,
             max_attempts=1,  # a page waits for one try, not three
@@ -427,7 +427,7 @@ def trino_query(
             missing = exc.error_name in ("TABLE_NOT_FOUND", "SCHEMA_NOT_FOUND")
             raise Unavailable(f"{exc.error_name}: {exc.message}", missing=missing) from exc
         except (TrinoError, HttpError, OSError) as exc:
-            raise Unavailable(f"Trino at {host}:{port} unreachable: {exc}") from exc
+            raise Unavailable(f"Trino at {where} unreachable: {exc}") from exc
         finally:
             conn.close()
 

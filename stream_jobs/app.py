@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 # The name the jobs read the sensor list back under; it commits nothing.
 READBACK_GROUP = "iot-stream-jobs-readback"
 
-settings = StreamSettings()
+settings = StreamSettings.load()  # the environment, .env, then SECRETS_DIR (compose)
 
 app = faust.App(
     settings.app_id,

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from typing import Any
 
-import trino
 from trino.exceptions import Error as TrinoError
 from trino.exceptions import HttpError, TrinoUserError
 
+from iot_common import trino_client
 from stream_jobs.quality import DEGRADED_BELOW, SILENT_AFTER_S, STATUS_MINUTES
 from stream_jobs.settings import StreamSettings
 
@@ -194,9 +195,7 @@ class SqlCatalog:
     def __init__(
         self,
         *,
-        host: str,
-        port: int,
-        user: str,
+        login: Mapping[str, Any],
         catalog: str,
         raw: str,
         curated: str,
@@ -205,7 +204,8 @@ class SqlCatalog:
         live_horizon_s: int,
         wait_for: Callable[[], bool],
     ) -> None:
-        self.host, self.port, self.user, self.catalog = host, port, user, catalog
+        # host, port, user and credentials (TrinoSettings.trino_login)
+        self.login, self.catalog = dict(login), catalog
         self.raw, self.curated = raw, curated  # schema names (tests use their own)
         self.kafka_catalog, self.readings_topic = kafka_catalog, readings_topic
         self.live_horizon_s = live_horizon_s
@@ -217,10 +217,8 @@ class SqlCatalog:
         return "ready" if self.ready.is_set() else "waiting"
 
     def execute(self, sql: str) -> list[list[object]]:
-        conn = trino.dbapi.connect(
-            host=self.host,
-            port=self.port,
-            user=self.user,
+        conn = trino_client.connect(
+            **self.login,
             catalog=self.catalog,
             request_timeout=600,
         )
@@ -280,8 +278,8 @@ class SqlCatalog:
             except UNAVAILABLE as exc:
                 log.warning(
                     "Trino at %s:%d not usable yet (%s); retrying in %.0f s",
-                    self.host,
-                    self.port,
+                    self.login["host"],
+                    self.login["port"],
                     str(exc).splitlines()[0][:200],
                     retry_s,
                 )
@@ -309,9 +307,7 @@ def sql_catalog(
     if not s.trino_host:
         return NoSqlCatalog()
     return SqlCatalog(
-        host=s.trino_host,
-        port=s.trino_port,
-        user=s.trino_user,
+        login=s.trino_login(),
         catalog=s.trino_catalog,
         raw=s.raw_schema,
         curated=s.curated_schema,

@@ -35,6 +35,7 @@ from typing import Any
 import orjson
 import trino
 
+from iot_common import trino_client
 from iot_data_generator.readings import fleet
 from local import supervisor
 from local.common import StackError, wait_for
@@ -78,6 +79,7 @@ def soak_stack(data: Path, sensors: int, interval_ms: int) -> Stack:
         metastore_port=free_port(),
         postgres_port=free_port(),
         trino_port=free_port(),
+        trino_https_port=free_port(),
         portal_port=free_port(),
         superset_port=free_port(),
         postgres_dir=Path(tempfile.mkdtemp(prefix="iot-soak-pg-")),
@@ -111,7 +113,7 @@ def rss_of(pid: int) -> int | None:
 
 
 def sql(s: Stack, query: str) -> list[list[Any]]:
-    conn = trino.dbapi.connect(host="127.0.0.1", port=s.trino_port, user="soak")
+    conn = trino_client.connect(**s.trino_login())
     cur = conn.cursor()
     cur.execute(query)
     return [list(r) for r in cur.fetchall()]

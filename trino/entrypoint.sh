@@ -1,8 +1,8 @@
 #!/bin/bash
 # Trino under docker-compose: trino/etc (the files `make up` uses; the catalogs take
 # the metastore and Kafka from HIVE_METASTORE_HOST and KAFKA_NODES) with the lake's
-# S3 endpoint and keys set in the hive and iceberg catalogs, as local/services.py
-# sets them for an S3 lake.
+# S3 endpoint and keys set in the hive, iceberg and lake catalogs, as local/services.py
+# sets them for an S3 lake, and logins and access rules from /trino-auth.
 set -euo pipefail
 
 ETC=/tmp/trino-etc
@@ -22,7 +22,18 @@ set_property() {
     mv "$1.new" "$1"
 }
 
-for catalog in hive iceberg; do
+# Logins over TLS and the access rules, from the one-shot trino-accounts
+# (local/trino_auth.py): the settings it wrote for config.properties, and the
+# authenticator's and the access control's files.
+AUTH=/trino-auth
+if [ -f "$AUTH/server.properties" ]; then
+    while IFS='=' read -r key value; do
+        [ -n "$key" ] && set_property "$ETC/config.properties" "$key" "$value"
+    done <"$AUTH/server.properties"
+    cp "$AUTH/password-authenticator.properties" "$AUTH/access-control.properties" "$ETC/"
+fi
+
+for catalog in hive iceberg lake; do
     file="$ETC/catalog/$catalog.properties"
     if [ -n "${S3_ENDPOINT_URL:-}" ]; then
         set_property "$file" s3.endpoint "$S3_ENDPOINT_URL"

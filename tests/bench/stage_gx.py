@@ -24,6 +24,7 @@ from typing import Any
 import orjson
 
 from iot_data_generator.readings import fleet
+from local import trino_auth
 from local.services import ROOT, Stack
 from tests.bench.common import BenchEnv, Record
 from tests.integration.harness import Pipeline, SqlServices
@@ -60,7 +61,8 @@ def bench_gx(
         gx_env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
-            **{k: pipe.env[k] for k in ("TRINO_HOST", "TRINO_PORT", "RAW_SCHEMA")},
+            **pipe.sql_services.bi_env(trino_auth.QUALITY_USER),
+            "RAW_SCHEMA": pipe.env["RAW_SCHEMA"],
             "CURATED_SCHEMA": pipe.env["CURATED_SCHEMA"],
             "QUALITY_DOCS_DIR": str(docs),
             "QUALITY_WINDOW_MINUTES": str(window_min),

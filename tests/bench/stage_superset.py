@@ -136,7 +136,7 @@ def bench_superset(env: BenchEnv, days: int, install: bool) -> dict[str, Any]:
         try:
             for start in ("first", "again"):
                 t0 = time.perf_counter()
-                with superset(env.sql.stack.trino_port, folder / "home", schemas) as ss:
+                with superset(env.sql.stack, folder / "home", schemas) as ss:
                     figures[f"start_{start}_s"] = time.perf_counter() - t0
                     if start == "again":
                         break

@@ -35,6 +35,7 @@ import requests
 import trino
 from paho.mqtt.enums import CallbackAPIVersion
 
+from iot_common import trino_client
 from local.mqtt_auth import Credentials
 from local.services import ROOT, free_port
 
@@ -42,11 +43,15 @@ PROJECT = os.environ.get("IOT_COMPOSE_PROJECT", "iot-ct")
 SUPERSET_PASSWORD = "compose-test-admin"
 DOCKER = ROOT / "docker"
 TIMINGS: dict[str, float] = {}
-ONE_SHOTS = {"kafka-init", "s3-init", "mqtt-accounts"}
+ONE_SHOTS = {"kafka-init", "s3-init", "mqtt-accounts", "trino-accounts"}
+# Trino's logins (trino-accounts): the test knows the admin's and the analysts'.
+TRINO_ADMIN_PASSWORD = "compose-test-trino-admin"
+TRINO_BI_PASSWORD = "compose-test-trino-bi"
 # Only the device key matters here: the other secrets are made by mqtt-accounts.
 DEVICE_KEYS = Credentials("-", "-", "-", "compose-test-device-secret")
 SERVICES = {
     "mqtt-accounts",
+    "trino-accounts",
     "mqtt_broker",
     "iot_data_generator",
     "kafka",
@@ -132,12 +137,26 @@ class Platform:
         healthy = {s for s, (st, _c, h) in states.items() if st == "running" and h == "healthy"}
         return done | healthy == SERVICES
 
-    def trino(self, sql: str) -> list[list[Any]]:
-        conn = trino.dbapi.connect(
+    def trino_ca(self) -> str:
+        """Trino's certificate (made by trino-accounts), in a file on the host."""
+        path = ROOT / "data" / f"compose-test-{PROJECT}-trino-ca.pem"
+        if not path.exists():
+            pem = self.compose("exec", "-T", "trino", "cat", "/trino-auth/ca.pem", capture=True)
+            assert "BEGIN CERTIFICATE" in pem, pem
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(pem)
+        return str(path)
+
+    def trino(self, sql: str, bi: bool = False) -> list[list[Any]]:
+        """Rows of `sql` through Trino's published HTTPS port: as the admin (catalog
+        iceberg), or as the BI login (`bi`: catalog lake, read-only)."""
+        conn = trino_client.connect(
             host="127.0.0.1",
             port=self.ports["HOST_TRINO_PORT"],
-            user="compose-test",
-            catalog="iceberg",
+            user="bi" if bi else "iot-admin",
+            password=TRINO_BI_PASSWORD if bi else TRINO_ADMIN_PASSWORD,
+            ca_file=self.trino_ca(),
+            catalog="lake" if bi else "iceberg",
             request_timeout=30,
         )
         cur = conn.cursor()
@@ -236,6 +255,8 @@ def platform(engine: None) -> Iterator[Platform]:
         "SUPERSET_SECRET_KEY": "compose-test-secret-key",
         # The key of the devices' MQTT passwords, from which the test derives theirs.
         "MQTT_DEVICE_SECRET": DEVICE_KEYS.device_secret,
+        "TRINO_ADMIN_PASSWORD": TRINO_ADMIN_PASSWORD,
+        "TRINO_BI_PASSWORD": TRINO_BI_PASSWORD,
         # A run a minute (each takes a few seconds here), so the test sees one.
         "QUALITY_EVERY_SECONDS": "60",
     }
@@ -395,7 +416,8 @@ def test_superset_serves_the_dashboards_kept_in_the_repository(platform: Platfor
 
 def test_access_control_at_the_broker_and_the_catalogs_network(platform: Platform) -> None:
     """No anonymous MQTT client; a device only on its own topic; the metastore out of
-    reach of every container but Trino's and the stream jobs' (docs/security.md)."""
+    reach of every container but Trino's and the stream jobs'; Trino's BI login
+    read-only (docs/security.md)."""
     p = platform
     port = p.ports["HOST_MQTT_PORT"]
     refused = subprocess.run(
@@ -424,6 +446,29 @@ def test_access_control_at_the_broker_and_the_catalogs_network(platform: Platfor
         )
         reaches = done.returncode == 0
         assert reaches == (service == "stream_jobs"), (service, done.stderr[-300:])
+
+    # Trino: the BI login reads its read-only catalog and may change nothing there;
+    # no entry with a wrong password.
+    assert p.trino("SELECT count(*) FROM lake.raw.readings", bi=True)[0][0] > 0
+    assert p.trino("SHOW CATALOGS", bi=True) == [["lake"], ["system"]]
+    for statement in (
+        "CREATE SCHEMA lake.mine",
+        "DELETE FROM lake.raw.readings",
+        "ALTER TABLE lake.raw.readings EXECUTE optimize",
+        "DROP TABLE lake.raw.readings",
+    ):
+        with pytest.raises(trino.exceptions.TrinoUserError) as caught:
+            p.trino(statement, bi=True)
+        assert caught.value.error_name == "PERMISSION_DENIED", statement
+    wrong = trino_client.connect(
+        host="127.0.0.1",
+        port=p.ports["HOST_TRINO_PORT"],
+        user="bi",
+        password="not-the-password",
+        ca_file=p.trino_ca(),
+    )
+    with pytest.raises(trino.exceptions.HttpError, match="401"):
+        wrong.cursor().execute("SELECT 1")
 
 
 def test_a_restarted_stream_job_loses_and_doubles_nothing(platform: Platform) -> None:

@@ -20,7 +20,9 @@ import orjson
 import pyarrow as pa
 from pyiceberg.exceptions import NoSuchTableError
 
+from iot_common import trino_client
 from iot_data_generator.readings import fleet
+from local import trino_auth
 from local.common import StackError
 from local.mqtt_auth import Account, Rule
 from local.services import ROOT, Stack, free_port, port_open, wait_for
@@ -120,16 +122,15 @@ class SqlServices:
     metastore: Proc
     trino: Proc
 
-    def query(self, sql: str) -> list[list[Any]]:
+    def query(self, sql: str, user: str = trino_auth.ADMIN_USER) -> list[list[Any]]:
+        """Run `sql` as `user` (the admin by default) and fetch its rows."""
         import trino
 
         # A restarted Trino answers a few seconds before it schedules table scans.
         deadline = time.monotonic() + 30
         while True:
-            conn = trino.dbapi.connect(
-                host="127.0.0.1",
-                port=self.stack.trino_port,
-                user="test",
+            conn = trino_client.connect(
+                **self.stack.trino_login(user),
                 catalog="hive",
                 request_timeout=120,
             )
@@ -143,6 +144,19 @@ class SqlServices:
                 time.sleep(0.5)
             finally:
                 conn.close()
+
+    def bi_env(self, user: str = trino_auth.BI_USER) -> dict[str, str]:
+        """The settings of a service that logs in to Trino as a BI user (read-only,
+        catalog `lake`): the portal, the quality runs, Superset."""
+        login = self.stack.trino_login(user)
+        return {
+            "TRINO_HOST": login["host"],
+            "TRINO_PORT": str(login["port"]),
+            "TRINO_USER": user,
+            "TRINO_PASSWORD": login["password"],
+            "TRINO_CA_FILE": login["ca_file"],
+            "TRINO_CATALOG": trino_auth.BI_CATALOG,
+        }
 
     def restart(self) -> None:
         for p in (self.trino, self.metastore):
@@ -188,10 +202,13 @@ def start_sql(
         # Not under pytest's folders: the `postgres` user must be able to reach it.
         postgres_dir=Path(tempfile.mkdtemp(prefix="iot-pg-")),
         trino_port=free_port(),
+        trino_https_port=free_port(),
         s3_endpoint=s3_endpoint,
         s3_key=s3_key,
         s3_secret=s3_secret,
         trino_kafka_topics=f"{LIVE_UID}.readings",
+        # Each pipeline's schemas are raw_<uid> and curated_<uid>.
+        trino_bi_schemas="(raw|curated)(_.*)?",
     )
     stack.log_dir.mkdir(parents=True, exist_ok=True)
     stack.postgres_init()
@@ -243,7 +260,10 @@ class Pipeline:
         self.env.update(
             {
                 "TRINO_HOST": "127.0.0.1",
-                "TRINO_PORT": str(self.sql_services.stack.trino_port),
+                "TRINO_PORT": str(self.sql_services.stack.trino_https_port),
+                "TRINO_CA_FILE": str(self.sql_services.stack.trino_ca_file),
+                # The stream jobs' login (they make the views); BI services get their own.
+                **self.sql_services.stack.trino_service_env(trino_auth.JOBS_USER),
                 "METASTORE_HOST": "127.0.0.1",
                 "METASTORE_PORT": str(self.sql_services.stack.metastore_port),
                 "RAW_SCHEMA": f"raw_{self.uid}",
@@ -289,14 +309,14 @@ class Pipeline:
         for p in (self.bridge, self.jobs):
             p.stop()
 
-    def sql(self, query: str) -> list[list[Any]]:
-        """Run a query written for iceberg.raw / iceberg.curated (or the hive.* names)
-        against this test's schemas."""
+    def sql(self, query: str, user: str = trino_auth.ADMIN_USER) -> list[list[Any]]:
+        """Run a query written for iceberg.raw / iceberg.curated (or the hive.* and
+        lake.* names) against this test's schemas, as `user` (the admin by default)."""
         assert self.sql_services is not None
-        for catalog in ("iceberg", "hive"):
+        for catalog in ("iceberg", "hive", trino_auth.BI_CATALOG):
             for schema in ("raw", "curated"):
                 query = query.replace(f"{catalog}.{schema}.", f"{catalog}.{schema}_{self.uid}.")
-        return self.sql_services.query(query)
+        return self.sql_services.query(query, user)
 
     def health(self, port_env: str = "WEB_PORT") -> dict[str, Any]:
         """A service's /health: the stream jobs' (WEB_PORT) or the bridge's (HEALTH_PORT)."""

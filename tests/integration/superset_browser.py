@@ -50,14 +50,16 @@ class Superset:
 
 
 @contextmanager
-def superset(trino_port: int, work: Path, env: dict[str, str]) -> Iterator[Superset]:
-    """Superset over the Trino at `trino_port`, its home in `work`; `env` names the
-    schemas (RAW_SCHEMA, CURATED_SCHEMA) it should read."""
+def superset(sql: Stack, work: Path, env: dict[str, str]) -> Iterator[Superset]:
+    """Superset over the Trino of `sql` (the SQL services' stack) with its login,
+    its home in `work`; `env` names the schemas (RAW_SCHEMA, CURATED_SCHEMA) it
+    should read."""
     work.mkdir(parents=True, exist_ok=True)
     password = "test-" + work.name
     stack = Stack(
         work,
-        trino_port=trino_port,
+        trino_https_port=sql.trino_https_port,
+        trino_credentials=sql.trino_credentials,
         superset_port=free_port(),
         env={
             **env,
@@ -65,7 +67,9 @@ def superset(trino_port: int, work: Path, env: dict[str, str]) -> Iterator[Super
             "SUPERSET_SECRET_KEY": "test-secret-key-" + work.name,
         },
     )
-    proc = Proc("superset", stack.superset_cmd(), stack.superset_env(), work / "superset.log")
+    # Trino's certificate is the SQL stack's.
+    superset_env = {**stack.superset_env(), "SUPERSET_TRINO_CA_FILE": str(sql.trino_ca_file)}
+    proc = Proc("superset", stack.superset_cmd(), superset_env, work / "superset.log")
     proc.start()
 
     def ready() -> bool:

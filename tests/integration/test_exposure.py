@@ -36,6 +36,7 @@ def test_every_service_listens_on_the_loopback_only(pipeline, sql):
         "postgres": sql.stack.postgres_port,
         "metastore": sql.stack.metastore_port,
         "trino": sql.stack.trino_port,
+        "trino https": sql.stack.trino_https_port,
         "bridge /health": int(pipeline.env["HEALTH_PORT"]),
         "stream jobs /health": int(pipeline.env["WEB_PORT"]),
     }

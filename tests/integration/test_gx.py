@@ -21,6 +21,7 @@ from confluent_kafka import Producer
 from trino.exceptions import TrinoUserError
 
 from iot_data_generator.readings import reading_payload
+from local import trino_auth
 from local.services import ROOT, wait_for
 from tests.integration.harness import mqtt_publish
 
@@ -84,8 +85,7 @@ def test_expectations_report_the_planted_faults_read_through_trino(sql_pipeline,
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
-        "TRINO_HOST": p.env["TRINO_HOST"],
-        "TRINO_PORT": p.env["TRINO_PORT"],
+        **p.sql_services.bi_env(trino_auth.QUALITY_USER),
         "RAW_SCHEMA": p.env["RAW_SCHEMA"],
         "CURATED_SCHEMA": p.env["CURATED_SCHEMA"],
         "QUALITY_DOCS_DIR": str(docs),

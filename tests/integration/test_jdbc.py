@@ -1,6 +1,7 @@
 """Step 2 as DBeaver sees it: through Trino's JDBC driver (io.trino:trino-jdbc at
 TRINO_VERSION, from Maven Central, the driver DBeaver downloads), connected as
-docs/sql.md says (jdbc:trino://HOST:PORT/iceberg, a user name, no password), every
+docs/sql.md says (jdbc:trino://HOST:PORT/lake over TLS trusting Trino's certificate,
+the BI login and its password), every
 example query of docs/queries.sql runs and answers the column labels and rows the
 Python client answers; the navigator's metadata (DatabaseMetaData.getTables and
 getColumns) lists our tables and views, and every column of our tables with the doc
@@ -11,15 +12,17 @@ source-launch mode (it needs the JDK's compiler, not only a JRE)."""
 
 import base64
 import json
+import os
 import subprocess
 import time
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
 import pytest
-import trino
 
+from iot_common import trino_client
 from iot_data_generator.readings import reading_payload
+from local import trino_auth
 from local.install import java_bin, trino_jdbc
 from local.services import ROOT, wait_for
 from stream_jobs.catalogue import view_comments
@@ -29,13 +32,13 @@ from tests.integration.test_sql import TIME_TRAVEL, named_queries, wait_rows
 
 pytestmark = pytest.mark.integration
 
-USER = "analyst"  # any name: the stack has no authentication, so no password
+USER = trino_auth.BI_USER  # the analysts' login: read-only, the `lake` catalog
 
 
 def ours(pipe, sql: str) -> str:
     """`sql` written for iceberg.raw / iceberg.curated, on this test's schemas (as
     Pipeline.sql rewrites it)."""
-    for catalog in ("iceberg", "hive"):
+    for catalog in ("iceberg", "hive", trino_auth.BI_CATALOG):
         for schema in ("raw", "curated"):
             sql = sql.replace(f"{catalog}.{schema}.", f"{catalog}.{schema}_{pipe.uid}.")
     return sql
@@ -43,9 +46,8 @@ def ours(pipe, sql: str) -> str:
 
 def python_client(pipe, sql: str) -> tuple[list[str], list[list[Any]]]:
     """Column labels and rows as the Python client answers them."""
-    conn = trino.dbapi.connect(
-        host="127.0.0.1", port=pipe.sql_services.stack.trino_port, user=USER, catalog="iceberg"
-    )
+    login = pipe.sql_services.stack.trino_login(USER)
+    conn = trino_client.connect(**login, catalog=trino_auth.BI_CATALOG)
     try:
         cur = conn.cursor()
         cur.execute(sql)
@@ -59,7 +61,12 @@ def jdbc_probe(pipe, statements: list[str], schemas: list[str], work) -> list[di
     """JdbcProbe's JSON lines: one per statement, then the metadata of `schemas`."""
     file = work / "statements.b64"
     file.write_text("".join(base64.b64encode(s.encode()).decode() + "\n" for s in statements))
-    url = f"jdbc:trino://127.0.0.1:{pipe.sql_services.stack.trino_port}/iceberg"
+    # As docs/sql.md sets DBeaver up: TLS, trusting Trino's own certificate (PEM).
+    stack = pipe.sql_services.stack
+    url = (
+        f"jdbc:trino://127.0.0.1:{stack.trino_https_port}/{trino_auth.BI_CATALOG}"
+        f"?SSL=true&SSLTrustStorePath={stack.trino_ca_file}"
+    )
     done = subprocess.run(
         [
             java_bin(),
@@ -77,6 +84,7 @@ def jdbc_probe(pipe, statements: list[str], schemas: list[str], work) -> list[di
         capture_output=True,
         text=True,
         timeout=300,
+        env={**os.environ, "TRINO_PASSWORD": stack.trino_login(USER)["password"]},
     )
     (work / "probe.jsonl").write_text(done.stdout)  # to read when an assertion fails
     assert done.returncode == 0, done.stderr[-3000:]
@@ -147,7 +155,8 @@ def test_dbeavers_driver_runs_every_example_query_and_shows_the_comments(sql_pip
     # tables' and views' comments are read with SQL, as docs/sql.md tells DBeaver users.
     comments_sql = (
         "SELECT schema_name, table_name, comment FROM system.metadata.table_comments "
-        f"WHERE catalog_name = 'iceberg' AND schema_name IN ('{schemas[0]}', '{schemas[1]}')"
+        f"WHERE catalog_name = '{trino_auth.BI_CATALOG}' "
+        f"AND schema_name IN ('{schemas[0]}', '{schemas[1]}')"
     )
     out = jdbc_probe(pipe, [*statements, comments_sql], schemas, tmp_path)
 

@@ -17,6 +17,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from local import trino_auth
 from local.services import ROOT, free_port, wait_for
 from tests.integration.browser import MISSING, SHOTS, chromium, installed
 from tests.integration.harness import Proc, published, wait_exit
@@ -39,6 +40,7 @@ def portal(sql_pipeline):
     port = free_port()
     env = {
         **pipe.env,
+        **pipe.sql_services.bi_env(trino_auth.PORTAL_USER),
         "STREAM_JOBS_URL": f"http://127.0.0.1:{pipe.env['WEB_PORT']}",
         "PORTAL_HOST": "127.0.0.1",
         "PORTAL_PORT": str(port),
@@ -315,9 +317,8 @@ def test_operator_page_shows_the_degraded_sensor_and_its_minutes(sql_pipeline, p
         env = {
             **os.environ,
             "PYTHONPATH": str(ROOT),
-            **{
-                k: pipe.env[k] for k in ("TRINO_HOST", "TRINO_PORT", "RAW_SCHEMA", "CURATED_SCHEMA")
-            },
+            **{k: pipe.env[k] for k in ("RAW_SCHEMA", "CURATED_SCHEMA")},
+            **pipe.sql_services.bi_env(trino_auth.QUALITY_USER),
             "QUALITY_DOCS_DIR": str(pipe.work / "data_docs"),
         }
         done = subprocess.run(

@@ -36,7 +36,7 @@ def test_every_dashboard_renders_every_chart_with_data(sql_pipeline, sql):
     # data: readings, 1-minute means, quality minutes, statuses, dead letters.
     gen = pipe.generator(seconds=130, interval_ms=1000, fault_malformed="0.05")
     schemas = {k: pipe.env[k] for k in ("RAW_SCHEMA", "CURATED_SCHEMA")}
-    with superset(sql.stack.trino_port, pipe.work / "superset", schemas) as ss:
+    with superset(sql.stack, pipe.work / "superset", schemas) as ss:
         assert wait_exit(gen, 200) == 0
         for what, query in {
             "dead letters": "SELECT count(*) FROM iceberg.raw.rejected",

@@ -4,7 +4,9 @@
  *
  *   java -cp trino-jdbc-476.jar tests/jdbc/JdbcProbe.java URL USER STATEMENTS [SCHEMA ...]
  *
- * URL is e.g. jdbc:trino://localhost:8080/iceberg; the user has no password. STATEMENTS
+ * URL is e.g. jdbc:trino://localhost:8443/lake?SSL=true&SSLTrustStorePath=ca.pem (TLS,
+ * trusting Trino's certificate, a PEM file); the password is TRINO_PASSWORD's, from the
+ * environment (not the command line, which other users can read). STATEMENTS
  * is a file of SQL statements, one per line, each Base64-encoded (UTF-8), so that a
  * statement may hold newlines, comments and quotes. For each statement i (from 0):
  *   {"statement": i, "columns": [...], "types": [...], "rows": [[...], ...]}
@@ -44,7 +46,11 @@ public class JdbcProbe {
             System.exit(2);
         }
         Properties props = new Properties();
-        props.setProperty("user", args[1]); // no password: the stack has no authentication
+        props.setProperty("user", args[1]);
+        String password = System.getenv("TRINO_PASSWORD");
+        if (password != null && !password.isEmpty()) {
+            props.setProperty("password", password);
+        }
         List<String> statements = new ArrayList<>();
         for (String line : Files.readAllLines(Path.of(args[2]))) {
             if (!line.isBlank()) {

@@ -73,9 +73,7 @@ def catalog_with(trino, **kwargs):
     """A catalog as the default settings make it (TRINO_*), with `kwargs` changed."""
     s = StreamSettings(_env_file=None)
     defaults = {
-        "host": "localhost",
-        "port": 8080,
-        "user": "test",
+        "login": {"host": "localhost", "port": 8080, "user": "test"},
         "catalog": "iceberg",
         "raw": s.raw_schema,
         "curated": s.curated_schema,
@@ -156,10 +154,19 @@ def test_settings_name_the_catalog_and_schemas_or_turn_it_off():
         raw_schema="r",
         curated_schema="c",
         trino_kafka_catalog="",
+        trino_password="pw",
+        trino_ca_file="/ca.pem",
     )
     c = sql_catalog(s)
     assert c is not None
-    assert (c.host, c.catalog, c.raw, c.curated, c.kafka_catalog) == (
+    assert c.login == {
+        "host": "trino",
+        "port": 8443,
+        "user": "iot-stream-jobs",
+        "password": "pw",
+        "ca_file": "/ca.pem",
+    }
+    assert (c.login["host"], c.catalog, c.raw, c.curated, c.kafka_catalog) == (
         "trino",
         "iceberg",
         "r",

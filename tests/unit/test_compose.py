@@ -86,3 +86,23 @@ def test_each_service_mounts_its_own_mqtt_login_only(compose):
         "mqtt-accounts",
         "iot_data_generator",
     }
+
+
+def test_each_trino_client_mounts_its_own_login_only(compose):
+    services = compose["services"]
+    mounts = {n: {v.split(":")[0] for v in s.get("volumes", [])} for n, s in services.items()}
+    assert {n for n, m in mounts.items() if "trino-keys" in m} == {"trino-accounts"}
+    assert {n for n, m in mounts.items() if "trino-auth" in m} == {"trino-accounts", "trino"}
+    for volume, service in (
+        ("jobs-trino-login", "stream_jobs"),
+        ("portal-trino-login", "portal"),
+        ("quality-trino-login", "quality"),
+        ("superset-trino-login", "superset"),
+    ):
+        assert {n for n, m in mounts.items() if volume in m} == {"trino-accounts", service}
+        assert services[service]["environment"]["SECRETS_DIR"] == "/run/iot-secrets"
+    # Trino waits for its files; its host port is the TLS one.
+    trino = services["trino"]
+    assert trino["depends_on"]["trino-accounts"] == {"condition": "service_completed_successfully"}
+    assert trino["ports"] == ["${HOST_TRINO_BIND:-127.0.0.1}:${HOST_TRINO_PORT:-8443}:8443"]
+    assert services["portal"]["environment"]["TRINO_CATALOG"] == "lake"

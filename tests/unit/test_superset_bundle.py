@@ -68,8 +68,9 @@ def test_the_datasets_name_our_schemas_so_the_import_can_map_them():
 
 def test_bundle_rewrites_connection_and_schemas():
     module = service_module()
-    uri = "trino://someone@127.0.0.1:12345/iceberg"
-    zipped = module.bundle(uri, {"raw": "raw_ab12", "curated": "curated_ab12"})
+    uri = "trino://someone:pw@127.0.0.1:12345/lake"
+    trust = {"verify": "/there/ca.pem"}
+    zipped = module.bundle(uri, {"raw": "raw_ab12", "curated": "curated_ab12"}, trust)
     with zipfile.ZipFile(io.BytesIO(zipped)) as zf:
         names = zf.namelist()
         contents = {n: yaml.safe_load(zf.read(n)) for n in names}
@@ -77,6 +78,7 @@ def test_bundle_rewrites_connection_and_schemas():
     assert all(n.startswith("bundle/") for n in names)
     [database] = [d for n, d in contents.items() if "/databases/" in n]
     assert database["sqlalchemy_uri"] == uri
+    assert database["extra"]["engine_params"]["connect_args"] == trust
     datasets = [d for n, d in contents.items() if "/datasets/" in n]
     assert {d["schema"] for d in datasets} == {"raw_ab12", "curated_ab12"}
     for d in datasets:
@@ -150,9 +152,25 @@ def test_export_maps_back_what_the_import_mapped():
         rel = path.relative_to(BUNDLE).as_posix()
         original = yaml.safe_load(path.read_text())
         doc = yaml.safe_load(path.read_text())
-        module.retarget(rel, doc, "trino://x@127.0.0.1:1/iceberg", there)
+        module.retarget(rel, doc, "trino://x:pw@127.0.0.1:1/lake", there, {"verify": "/ca.pem"})
         module.retarget(rel, doc, original.get("sqlalchemy_uri", ""), back)
         assert doc == original, rel
+
+
+def test_the_committed_connection_has_no_password_and_the_import_gets_one(monkeypatch):
+    module = service_module()
+    [database] = docs("databases").values()
+    assert database["sqlalchemy_uri"] == "trino://iot-superset@127.0.0.1:8443/lake"
+    assert "connect_args" not in database["extra"]["engine_params"]
+    monkeypatch.setenv("SUPERSET_TRINO_URI", "trino://iot-superset@h:1/lake")
+    monkeypatch.setenv("SUPERSET_TRINO_PASSWORD", "p@ss:/w")
+    monkeypatch.setenv("SUPERSET_TRINO_CA_FILE", "/x/ca.pem")
+    assert module.trino_connection() == (
+        "trino://iot-superset:p%40ss%3A%2Fw@h:1/lake",
+        {"http_scheme": "https", "verify": "/x/ca.pem"},
+    )
+    monkeypatch.setenv("SUPERSET_TRINO_PASSWORD", "")
+    assert module.trino_connection() == ("trino://iot-superset@h:1/lake", {})
 
 
 def test_ensure_secrets_fills_a_secret_left_empty_as_in_env_example(tmp_path, monkeypatch):

@@ -51,7 +51,7 @@ def test_superset_alone_gets_its_secrets(tmp_path, monkeypatch):
             if program == "superset":
                 assert env["SUPERSET_SECRET_KEY"] == "the-key"
                 assert env["SUPERSET_ADMIN_PASSWORD"] == "the-password"
-                assert env["SUPERSET_TRINO_URI"].endswith("@127.0.0.1:8080/iceberg")
+                assert env["SUPERSET_TRINO_URI"].endswith("@127.0.0.1:8443/lake")
             else:
                 assert "SUPERSET_ADMIN_PASSWORD" not in env, program
 
