@@ -75,8 +75,8 @@ mqtt-accounts: ## Write the broker's accounts again (a sensor added to sensors.j
 device-password: ## The MQTT password of one device: make device-password SENSOR='Sensor 1'
 	@$(PY) -m local device-password --sensor "$(SENSOR)"
 
-sql: ## A Trino SQL prompt as the admin (make up first); AS=bi: as the BI login, read-only
-	@$(PY) -m local sql $(if $(AS),--as '$(AS)')
+sql: ## A Trino SQL prompt as the admin (make up first); LOGIN=bi: as the BI login, read-only
+	@$(PY) -m local sql $(if $(LOGIN),--as '$(LOGIN)')
 
 logs: ## Last log lines of every service (make logs F=1 to follow)
 	@$(PY) -m local logs $(if $(F),--follow)

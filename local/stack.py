@@ -104,7 +104,7 @@ def up(faults: bool = False) -> None:
         f"SQL      Trino https://127.0.0.1:{s.trino_https_port} (its certificate: "
         f"{os.path.relpath(s.trino_ca_file)}"
         f"); BI login {trino_auth.BI_USER}, password TRINO_BI_PASSWORD in .env, catalog "
-        f"{trino_auth.BI_CATALOG}, schemas raw and curated (make sql AS=bi; admin: make sql)\n"
+        f"{trino_auth.BI_CATALOG}, schemas raw and curated (make sql LOGIN=bi; admin: make sql)\n"
         f"Health   http://127.0.0.1:{s.bridge_health_port}/health (bridge), "
         f"http://127.0.0.1:{s.stream_web_port}/health (stream jobs)\n"
         f"Logs     {s.log_dir} (make logs); stop with make down (data is kept)"
