@@ -7,6 +7,9 @@ that any module here may import it.
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import os
 import secrets
 import shutil
@@ -14,8 +17,9 @@ import socket
 import stat
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
+from typing import ClassVar, Self
 
 from dotenv import dotenv_values
 
@@ -81,7 +85,7 @@ def ensure_secrets(names: tuple[str, ...], path: Path = DOTENV) -> list[str]:
     missing = [n for n in names if not have.get(n) and not os.environ.get(n)]
     if missing:
         with path.open("a") as f:
-            f.writelines(f"{n}={secrets.token_urlsafe(24)}\n" for n in missing)
+            f.writelines(f"{n}={new_secret()}\n" for n in missing)
         path.chmod(0o600)
     return missing
 
@@ -112,3 +116,75 @@ def write_atomic(path: Path, text: str, mode: int) -> None:
     finally:
         if not done:
             os.unlink(tmp)
+
+
+# -- secrets of the accounts (local.mqtt_auth, local.trino_auth) -------------------------
+
+
+class SecretSet:
+    """A set of secrets named in .env (NAMES, in the order of the subclass's fields,
+    a frozen dataclass of strings): from the environment, at random, or as compose's
+    one-shots keep them."""
+
+    NAMES: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, *values: str) -> None:  # each subclass's dataclass __init__
+        raise NotImplementedError
+
+    @classmethod
+    def random(cls) -> Self:
+        return cls(*(new_secret() for _ in cls.NAMES))
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        return cls(*secrets_in(env, cls.NAMES))
+
+    @classmethod
+    def from_env_or_random(cls, env: Mapping[str, str]) -> Self:
+        return cls(*secrets_or_random(env, cls.NAMES))
+
+    @classmethod
+    def kept(cls, env: Mapping[str, str], folder: Path) -> Self:
+        return cls(*kept_secrets(env, cls.NAMES, folder))
+
+
+def new_secret() -> str:
+    return secrets.token_urlsafe(24)
+
+
+def secrets_in(env: Mapping[str, str], names: tuple[str, ...]) -> list[str]:
+    """The values of `names` in `env`, in order; ValueError naming those missing."""
+    missing = [name for name in names if not env.get(name)]
+    if missing:
+        raise ValueError(f"{', '.join(missing)} missing: `make up` writes them into .env")
+    return [env[name] for name in names]
+
+
+def secrets_or_random(env: Mapping[str, str], names: tuple[str, ...]) -> list[str]:
+    """`names` from `env` when all are set there (`make up` wrote them), else new random
+    ones (where no service that checks them is started)."""
+    if all(env.get(name) for name in names):
+        return secrets_in(env, names)
+    return [new_secret() for _ in names]
+
+
+def kept_secrets(env: Mapping[str, str], names: tuple[str, ...], folder: Path) -> list[str]:
+    """Each secret from the environment (.env, through compose) when set there, else
+    the one made at a former start (a file in `folder`), else a new random one; all
+    written back to `folder` (mode 0o600), so that later starts keep them."""
+    values = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in names:
+        path = folder / name.lower()
+        value = env.get(name) or (path.read_text().strip() if path.exists() else "")
+        value = value or new_secret()
+        write_atomic(path, value, 0o600)
+        values.append(value)
+    return values
+
+
+def derived_secret(key: str, name: str) -> str:
+    """A password derived from a key and a name (HMAC-SHA256, 18 bytes, URL-safe
+    base64): a new account needs no new secret, and rotating the key rotates all."""
+    mac = hmac.new(key.encode(), name.encode(), hashlib.sha256)
+    return base64.urlsafe_b64encode(mac.digest()[:18]).decode()

@@ -42,14 +42,13 @@ import binascii
 import hashlib
 import hmac
 import os
-import secrets
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from local.common import write_atomic
+from local.common import SecretSet, derived_secret, write_atomic
 
 Access = Literal["read", "write", "readwrite", "deny"]
 Rule = tuple[Access, str]
@@ -393,30 +392,20 @@ SECRETS = (
 
 
 @dataclass(frozen=True)
-class Credentials:
+class Credentials(SecretSet):
     """The secrets behind the platform's accounts (values from .env or at random)."""
+
+    NAMES = SECRETS
 
     bridge: str = field(repr=False)
     generator: str = field(repr=False)
     health: str = field(repr=False)
     device_secret: str = field(repr=False)
 
-    @classmethod
-    def random(cls) -> Credentials:
-        return cls(*(secrets.token_urlsafe(24) for _ in SECRETS))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Credentials:
-        missing = [name for name in SECRETS if not env.get(name)]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} missing: `make up` writes them into .env")
-        return cls(*(env[name] for name in SECRETS))
-
     def device_password(self, sensor_id: str) -> str:
         """A device's password, derived from MQTT_DEVICE_SECRET and its id: a new
         sensor needs no new secret, and rotating the key rotates every device's."""
-        mac = hmac.new(self.device_secret.encode(), sensor_id.encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+        return derived_secret(self.device_secret, sensor_id)
 
     def platform_accounts(self, topic: str, sensor_ids: Iterable[str]) -> list[Account]:
         """The service accounts, and one account per sensor whose id can be a user
@@ -483,18 +472,8 @@ SERVICE_USERS = {"bridge": BRIDGE_USER, "generator": GENERATOR_USER, "health": H
 
 
 def resolve_secrets(env: Mapping[str, str], secrets_dir: Path) -> Credentials:
-    """Each secret from the environment (.env, through compose) when set there, else
-    the one made at a former start (a file in `secrets_dir`), else a new random one;
-    all written back to `secrets_dir` (mode 0o600), so that later starts keep them."""
-    values = []
-    secrets_dir.mkdir(parents=True, exist_ok=True)
-    for name in SECRETS:
-        path = secrets_dir / name.lower()
-        value = env.get(name) or (path.read_text().strip() if path.exists() else "")
-        value = value or secrets.token_urlsafe(24)
-        write_atomic(path, value, PASSWD_MODE)
-        values.append(value)
-    return Credentials(*values)
+    """The secrets as compose's one-shot keeps them (local.common.kept_secrets)."""
+    return Credentials.kept(env, secrets_dir)
 
 
 def render_compose(

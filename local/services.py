@@ -16,7 +16,6 @@ import getpass
 import json
 import os
 import re
-import secrets
 import shutil
 import signal
 import subprocess
@@ -38,6 +37,7 @@ from local.common import (
     StackError,
     dotenv,
     free_port,
+    new_secret,
     port_open,
     versions,
     wait_for,
@@ -326,7 +326,7 @@ class Stack:
         path = self.data / "metastore" / "db-password"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(24))
+            path.write_text(new_secret())
             path.chmod(0o600)
         return path.read_text().strip()
 

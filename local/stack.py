@@ -43,21 +43,11 @@ def stack(faults: bool = False) -> Stack:
     """The local stack; LAKE_URL=s3://... with S3_ENDPOINT_URL and AWS keys puts the lake on S3."""
     env = os.environ
     secrets = {**dotenv(), **env}
-    have_secrets = all(secrets.get(n) for n in mqtt_auth.SECRETS)
-    have_trino_secrets = all(secrets.get(n) for n in trino_auth.SECRETS)
     return Stack(
         DATA,
         # .env's (`make up` writes them); at random only where no broker is started.
-        mqtt_credentials=(
-            mqtt_auth.Credentials.from_env(secrets)
-            if have_secrets
-            else mqtt_auth.Credentials.random()
-        ),
-        trino_credentials=(
-            trino_auth.Credentials.from_env(secrets)
-            if have_trino_secrets
-            else trino_auth.Credentials.random()
-        ),
+        mqtt_credentials=mqtt_auth.Credentials.from_env_or_random(secrets),
+        trino_credentials=trino_auth.Credentials.from_env_or_random(secrets),
         lake_url=env.get("LAKE_URL", ""),
         s3_endpoint=env.get("S3_ENDPOINT_URL", ""),
         s3_key=env.get("AWS_ACCESS_KEY_ID", ""),

@@ -34,19 +34,19 @@ logins are on).
 
 from __future__ import annotations
 
-import base64
 import datetime
 import hashlib
 import hmac
 import ipaddress
 import json
 import os
+import re
 import secrets
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from local.common import write_atomic
+from local.common import SecretSet, derived_secret, write_atomic
 
 ADMIN_USER = "iot-admin"
 JOBS_USER = "iot-stream-jobs"
@@ -77,23 +77,14 @@ TLS_ADDRESSES = ("127.0.0.1",)
 
 
 @dataclass(frozen=True)
-class Credentials:
+class Credentials(SecretSet):
     """The secrets behind Trino's logins (from .env, or at random)."""
+
+    NAMES = SECRETS
 
     admin: str = field(repr=False)
     bi: str = field(repr=False)
     service_secret: str = field(repr=False)
-
-    @classmethod
-    def random(cls) -> Credentials:
-        return cls(*(secrets.token_urlsafe(24) for _ in SECRETS))
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str]) -> Credentials:
-        missing = [name for name in SECRETS if not env.get(name)]
-        if missing:
-            raise ValueError(f"{', '.join(missing)} missing: `make up` writes them into .env")
-        return cls(*(env[name] for name in SECRETS))
 
     def password(self, user: str) -> str:
         """A login's password: the admins' and the analysts' from .env; a service
@@ -103,8 +94,7 @@ class Credentials:
             return self.admin
         if user == BI_USER:
             return self.bi
-        mac = hmac.new(self.service_secret.encode(), f"trino:{user}".encode(), hashlib.sha256)
-        return base64.urlsafe_b64encode(mac.digest()[:18]).decode()
+        return derived_secret(self.service_secret, f"trino:{user}")
 
 
 def password_line(user: str, password: str, salt: bytes | None = None) -> str:
@@ -117,9 +107,19 @@ def password_line(user: str, password: str, salt: bytes | None = None) -> str:
     return f"{user}:{ITERATIONS}:{salt.hex()}:{digest.hex()}"
 
 
+# The two kinds of line Trino's file authenticator reads (user names without ':'):
+# PBKDF2 (`password_line`'s) and bcrypt (`htpasswd -B -C 10`'s).
+_PBKDF2_LINE = re.compile(r"([^:\s][^:]*):([0-9]{4,7}):((?:[0-9a-f]{2})+):((?:[0-9a-f]{2})+)")
+_BCRYPT_LINE = re.compile(r"([^:\s][^:]*):\$2[aby]\$[0-9]{2}\$[./A-Za-z0-9]{53}")
+
+
 def password_matches(line: str, password: str) -> bool:
-    """Whether `password` is the one a password-file line was made from."""
-    _user, iterations, salt, digest = line.split(":")
+    """Whether `password` is the one a PBKDF2 password-file line was made from (False
+    for any other line, however malformed)."""
+    m = _PBKDF2_LINE.fullmatch(line)
+    if m is None:
+        return False
+    _user, iterations, salt, digest = m.groups()
     got = hashlib.pbkdf2_hmac(
         "sha1", password.encode(), bytes.fromhex(salt), int(iterations), len(digest) // 2
     )
@@ -163,11 +163,17 @@ def rules(admins: tuple[str, ...] = ADMINS, bi_schemas: str = BI_SCHEMAS) -> dic
 
 
 def _keep_lines(path: Path) -> dict[str, str]:
+    """The password file's lines that Trino can read, by user (the last one of a user
+    wins); any other line (hand-edited, cut short) is left out of the rewrite."""
     try:
-        text = path.read_text()
+        text = path.read_text(errors="replace")
     except OSError:
         return {}
-    return {line.split(":", 1)[0]: line for line in text.splitlines() if line.count(":") == 3}
+    return {
+        m.group(1): line
+        for line in text.splitlines()
+        if (m := _PBKDF2_LINE.fullmatch(line) or _BCRYPT_LINE.fullmatch(line))
+    }
 
 
 def make_tls(folder: Path, names: tuple[str, ...] = TLS_NAMES) -> None:
@@ -266,17 +272,8 @@ def etc_files(folder: Path) -> dict[str, str]:
 
 
 def resolve_secrets(env: Mapping[str, str], secrets_dir: Path) -> Credentials:
-    """Each secret from the environment when set, else the one a former start made
-    (a file in `secrets_dir`), else a new random one; all kept in `secrets_dir`."""
-    values = []
-    secrets_dir.mkdir(parents=True, exist_ok=True)
-    for name in SECRETS:
-        path = secrets_dir / name.lower()
-        value = env.get(name) or (path.read_text().strip() if path.exists() else "")
-        value = value or secrets.token_urlsafe(24)
-        write_atomic(path, value, MODE)
-        values.append(value)
-    return Credentials(*values)
+    """The secrets as compose's one-shot keeps them (local.common.kept_secrets)."""
+    return Credentials.kept(env, secrets_dir)
 
 
 def write_login(

@@ -2,8 +2,9 @@
 reads the raw and curated tables and views in its catalog `lake`, over TLS with its
 password, and can change nothing: every CREATE, INSERT, UPDATE, DELETE, MERGE, ALTER
 (table procedures included), DROP, CALL and GRANT is refused, and the tables are as
-they were afterwards. The same statements run as the admin, so each refusal is about
-the login, not about the statement. No password, a wrong one, or plain HTTP: no entry."""
+they were afterwards. The admin then inserts, compacts and drops the same table, so a
+refusal is about the login, not the statement. A wrong password, an unknown user, or
+plain HTTP: no entry."""
 
 from datetime import datetime, timedelta
 

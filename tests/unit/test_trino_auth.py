@@ -7,7 +7,7 @@ import json
 
 import pytest
 from cryptography import x509
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from local import trino_auth
@@ -146,3 +146,35 @@ def test_the_bi_catalog_is_the_iceberg_catalog_read_only():
         "iceberg.expire-snapshots.min-retention",
         "iceberg.remove-orphan-files.min-retention",
     }
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_categories=("Cs",))), max_size=8))
+def test_any_password_file_is_rewritten_without_a_crash_into_lines_trino_reads(junk):
+    """password.db may be edited by hand (a BI user is added there): whatever it holds,
+    the rewrite keeps the lines Trino can read, ours with the right passwords."""
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as d:
+        folder = Path(d)
+        trino_auth.make_tls(folder)  # made once: the property is about the password file
+        kept = trino_auth.password_line("alice", "pw")
+        bcrypt = "carol:$2y$10$" + "a" * 53
+        lines = [*junk, "iot-admin:99:zz:yy", "bi:1000:abc:00", kept, bcrypt, "bob:x"]
+        (folder / "password.db").write_text("\n".join(lines), errors="replace")
+        trino_auth.render(folder, CREDS)
+        out = (folder / "password.db").read_text().splitlines()
+    users = [line.split(":")[0] for line in out]
+    assert users[: len(trino_auth.USERS)] == list(trino_auth.USERS)
+    for line in out[: len(trino_auth.USERS)]:
+        assert trino_auth.password_matches(line, CREDS.password(line.split(":")[0]))
+    assert kept in out and bcrypt in out and "bob" not in users
+
+
+@pytest.mark.parametrize(
+    "line",
+    ["", "a", "a:b:c:d", "a:1000:zz:00", "a:1000:0:00", "a:99999999:00:00", "a:1000:00:00:00"],
+)
+def test_a_malformed_line_matches_no_password(line):
+    assert not trino_auth.password_matches(line, "")
