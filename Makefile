@@ -36,10 +36,11 @@ $(SVENV)/.installed: bi/requirements.txt
 	$(SVENV)/bin/python -m pip install -q -r bi/requirements.txt
 	touch $@
 
-system-deps: ## Install Debian packages: mosquitto (and its clients, for the bench), PostgreSQL, maven, Java 17 (its compiler runs the JDBC test's probe), Docker's engine, docker-compose and debootstrap (the compose test), chromium and its driver (the portal's browser tests)
+system-deps: ## Install Debian packages: mosquitto (and its clients and kcat, for the bench), PostgreSQL, maven, Java 17 (its compiler runs the JDBC test's probe), Docker's engine, docker-compose and debootstrap (the compose test), chromium and its driver (the portal's browser tests)
 	@missing=""; \
 	command -v mosquitto >/dev/null || [ -x /usr/sbin/mosquitto ] || missing="$$missing mosquitto"; \
 	command -v mosquitto_pub >/dev/null || missing="$$missing mosquitto-clients"; \
+	command -v kcat >/dev/null || missing="$$missing kcat"; \
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
 	command -v javac >/dev/null || missing="$$missing openjdk-17-jdk-headless"; \

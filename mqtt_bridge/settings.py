@@ -20,6 +20,10 @@ class BridgeSettings(ContractSettings, MqttSettings, KafkaSettings, SensorListSe
     # Stable id + clean session off = the broker queues for us while we are away.
     mqtt_client_id: str = "iot-mqtt-bridge"
     mqtt_keepalive: int = 60
+    # Scale-out: bridges with the same group share one MQTT shared subscription
+    # ($share/<group>/<topic>): the broker hands each message to one of them. Each
+    # needs its own client id (and account). Empty: a subscription of its own.
+    mqtt_shared_group: str = Field(default="", pattern=r"^[^/+#]*$")
 
     # Create the topics at start (idempotent); off where an operator owns them.
     kafka_create_topics: bool = True
