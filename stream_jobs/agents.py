@@ -17,6 +17,13 @@ batch consumers of archive.py and resample.py instead.
 
 Both are plain classes, unit-tested without Kafka; `register` ties them to Faust.
 Neither may stop the worker: a record they cannot read is counted and skipped.
+
+With several stream-job processes (one Faust app id), Faust splits the topics'
+partitions between them, as for any agent: both topics have one partition, so one
+process follows each. The others' directory is the whole topic as read at their
+start, and their dead-letter counts stay empty: their /health shows what their
+process saw, not the fleet's. Nothing is written from either (no table, no topic),
+so no reading is lost or doubled by it.
 """
 
 from __future__ import annotations

@@ -5,6 +5,14 @@ server for /health. The jobs read Kafka in batches with confluent-kafka in
 their own threads: Faust's per-event stream path measured about 5,000
 events/s on our 2-core machines, ten times under the archive's target (see
 docs/benchmarks.md).
+
+Several processes of the app may run with the same settings (scale-out): each job's
+consumer group splits the readings' partitions between them, and each table is
+written partition by partition by the member that owns them
+(stream_jobs.checkpoint: claims and conditional commits); the quality job runs in
+one member at a time (stream_jobs.scoring). Give each process its own WEB_PORT and
+DATADIR. The agents of stream_jobs.agents see only the partitions Faust assigns
+their process (its /health says so much of them).
 """
 
 from __future__ import annotations
@@ -72,7 +80,8 @@ app = faust.App(
     # A worker that died leaves Faust's own group after this long; Faust's 60 s
     # default held every restart after a crash for a minute before the jobs began.
     broker_session_timeout=SESSION_TIMEOUT_MS / 1000,
-    # One worker per app here: no leader election, no leader topic.
+    # Faust's leader election is not used (no leader topic): the quality job picks
+    # its one member through its own consumer group (stream_jobs.scoring).
     topic_disable_leader=True,
 )
 

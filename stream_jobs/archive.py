@@ -4,9 +4,16 @@ How exactly-once holds through a crash at any moment (stream_jobs.checkpoint):
 * Records are buffered per Kafka partition; every ROTATE_SECONDS (or ROTATE_ROWS)
   the buffers become Parquet files, one per day, and one commit adds them to the
   table together with the next offset of each partition they cover.
-* On (re)start or partition assignment, consumption resumes at the offsets the
+* On (re)start or partition assignment, the job first claims its partitions in
+  the tables (stream_jobs.checkpoint), then consumption resumes at the offsets the
   table holds. A record is in the table iff its offset is below them: never lost,
   never twice. Files of a commit that did not land are orphans, never read.
+* Several processes may run the job in one consumer group: each archives the
+  partitions the group assigns it, and commits them only while the table names it
+  their owner. One whose commit is refused (Fenced: its partitions were taken while
+  it stalled) drops what it buffered and rejoins the group; the new owner reads it
+  again from the table's offsets. On revocation the partitions' buffers are committed
+  before the group hands them on.
 * Records of the readings topic that the contract rejects (another producer wrote
   them; the bridge never does) go to raw.rejected in the same flush. That table
   holds its own offsets for the readings topic and is committed first: after a
@@ -31,7 +38,8 @@ from iot_common.kafka_io import consumer_lag, offsets_in_the_table, records_of
 from iot_common.metrics import counter, gauge
 from iot_common.stats import Counters
 from stream_jobs.checkpoint import Checkpoint
-from stream_jobs.iceberg import IcebergTable
+from stream_jobs.errors import Fenced
+from stream_jobs.iceberg import IcebergTable, committed_offsets
 from stream_jobs.records import Builder, Record, Source
 
 log = logging.getLogger(__name__)
@@ -113,14 +121,19 @@ class TopicArchiver:
 
     # recovery ---------------------------------------------------------------------
 
-    def recover(self) -> dict[int, int]:
-        """The offsets the tables hold (re-read from the metastore)."""
-        committed = self.checkpoint.offsets()
-        self._rejected_from = self.rejected_checkpoint.offsets() if self.rejected_checkpoint else {}
+    def recover(self, partitions: list[int]) -> dict[int, int]:
+        """Claims `partitions` in the tables, then returns the offsets they hold (read
+        once the claims landed: no former owner commits them after that)."""
+        claimed = self.checkpoint.claim(partitions, stop=self._stop)
+        committed = committed_offsets(claimed, self.topic)
+        self._rejected_from = {}
+        if self.rejected_checkpoint:
+            rejected = self.rejected_checkpoint.claim(partitions, stop=self._stop)
+            self._rejected_from = committed_offsets(rejected, self.topic)
         return committed
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        committed = self.recover()
+        committed = self.recover([tp.partition for tp in partitions])
         for tp in partitions:
             tp.offset = committed.get(tp.partition, OFFSET_BEGINNING)
             if tp.partition in committed:
@@ -136,12 +149,24 @@ class TopicArchiver:
         )
 
     def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        self.flush()
+        self.flush()  # before the group hands them on (a Fenced here: see run)
         for tp in partitions:
             self._next.pop(tp.partition, None)
+            for checkpoint in (self.checkpoint, self.rejected_checkpoint):
+                if checkpoint is not None:
+                    checkpoint.forget(tp.partition)
         consumer.unassign()
         revoked = {tp.partition for tp in partitions}
         self.stats.assigned = [p for p in self.stats.assigned if p not in revoked]
+
+    def _drop(self) -> None:
+        """Forget every partition and what was buffered of it: after a Fenced commit,
+        another member owns them and reads them again from the table."""
+        self._buffers, self._opened_at, self._next = {}, {}, {}
+        for checkpoint in (self.checkpoint, self.rejected_checkpoint):
+            if checkpoint is not None:
+                checkpoint.forget_all()
+        self.stats.assigned = []
 
     # flush --------------------------------------------------------------------------
 
@@ -217,34 +242,44 @@ class TopicArchiver:
         tables = [self.table] + ([self.rejected] if self.rejected else [])
         if not all(t.wait_ready(stop) for t in tables):
             return
-        consumer = self._make_consumer(self._consumer_config)
-        self._consumer = consumer
-        consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+        while not stop.is_set():
+            consumer = self._make_consumer(self._consumer_config)
+            self._consumer = consumer
+            consumer.subscribe([self.topic], on_assign=self._on_assign, on_revoke=self._on_revoke)
+            try:
+                self._consume(consumer, stop)
+            except Fenced as exc:
+                # Stalled past the group's session timeout, it lost its partitions:
+                # what it buffered is the new owner's to archive. A new consumer
+                # rejoins the group (and claims whatever it is assigned then).
+                log.warning("%s: %s; rejoining the group", self.table.ident, exc)
+                self._drop()
+            finally:
+                self._consumer = None
+                consumer.close()
+
+    def _consume(self, consumer: Consumer, stop: threading.Event) -> None:
         poll_timeout = min(0.5, self.rotate_seconds / 4)
         lag_at = 0.0
-        try:
-            while not stop.is_set():
-                batch = consumer.consume(num_messages=10_000, timeout=poll_timeout)
-                records = [
-                    Record(
-                        msg.partition(),  # type: ignore[arg-type]  # records_of: never None
-                        msg.offset(),  # type: ignore[arg-type]
-                        msg.timestamp()[1],
-                        msg.key(),
-                        msg.value(),
-                        # confluent-kafka returns headers as a list of (str, bytes) pairs
-                        dict(msg.headers() or ()),  # type: ignore[arg-type]
-                    )
-                    for msg in records_of(batch, self.topic)
-                ]
-                self.add(records)
-                self.flush_due()
-                now = self.clock()
-                if now - lag_at >= 1.0:  # the client's own figures, once a second
-                    self.stats.lag = consumer_lag(consumer, self._next)
-                    lag_at = now
-            self._stop = threading.Event()  # the last flush must land, not give up
-            self.flush_due(force=True)  # graceful stop: leave nothing half-archived
-        finally:
-            self._consumer = None
-            consumer.close()
+        while not stop.is_set():
+            batch = consumer.consume(num_messages=10_000, timeout=poll_timeout)
+            records = [
+                Record(
+                    msg.partition(),  # type: ignore[arg-type]  # records_of: never None
+                    msg.offset(),  # type: ignore[arg-type]
+                    msg.timestamp()[1],
+                    msg.key(),
+                    msg.value(),
+                    # confluent-kafka returns headers as a list of (str, bytes) pairs
+                    dict(msg.headers() or ()),  # type: ignore[arg-type]
+                )
+                for msg in records_of(batch, self.topic)
+            ]
+            self.add(records)
+            self.flush_due()
+            now = self.clock()
+            if now - lag_at >= 1.0:  # the client's own figures, once a second
+                self.stats.lag = consumer_lag(consumer, self._next)
+                lag_at = now
+        self._stop = threading.Event()  # the last flush must land, not give up
+        self.flush_due(force=True)  # graceful stop: leave nothing half-archived

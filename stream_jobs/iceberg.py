@@ -13,6 +13,15 @@ Guarantees:
   all) is checked against the table before it is tried again: it never lands twice.
 * Offsets live in table properties, not in snapshot summaries: they survive
   `optimize`, compaction and snapshot expiry, which replace or drop snapshots.
+* A commit can be conditional (`expect`): it lands only if the named properties
+  hold the expected values at the moment it lands, checked by the metastore commit
+  itself, under the table's lock, against the metadata it replaces (a requirement
+  like Iceberg's own: AssertProperties). Otherwise it raises Fenced and nothing
+  lands. Several members of a consumer group write one table this way
+  (stream_jobs.checkpoint: ownership of partitions). Commits of different writers
+  that touch different properties never undo each other: a commit sets only its
+  own properties on the metadata it replaces, and concurrent appends are retried
+  on the new metadata (pyiceberg, then the retry loop here).
 
 Files are ours (stream_jobs.parquet: sorted, delta-encoded, zstd), one per day
 partition, added with `add_files`; they carry no Iceberg field ids and are read
@@ -32,15 +41,17 @@ import time
 import uuid
 from collections.abc import Iterable, Mapping
 from datetime import date
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlparse
 
 import pyarrow as pa
 import pyarrow.compute as pc
 from hive_metastore.ThriftHiveMetastore import Client as _ThriftClient
 from hive_metastore.ttypes import GetTableRequest
+from pydantic import Field
 from pyiceberg.catalog.hive import HiveCatalog, _HiveClient
 from pyiceberg.exceptions import (
+    CommitFailedException,
     NamespaceAlreadyExistsError,
     NoSuchTableError,
     ValidationException,
@@ -52,6 +63,7 @@ from pyiceberg.schema import Schema
 from pyiceberg.table import Table
 from pyiceberg.table.metadata import TableMetadata
 from pyiceberg.table.sorting import UNSORTED_SORT_ORDER, SortField, SortOrder
+from pyiceberg.table.update import ValidatableTableRequirement
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import (
     BinaryType,
@@ -68,6 +80,7 @@ from pyiceberg.types import (
 from thrift.transport import TSocket, TTransport
 
 from iot_common.crashpoints import crash_point
+from stream_jobs.errors import Fenced
 from stream_jobs.lake import Lake
 from stream_jobs.parquet import parquet_bytes
 from stream_jobs.tables import TableSpec
@@ -266,6 +279,32 @@ def equal(column: str, value: object) -> EqualTo:
     return predicate
 
 
+# -- conditional commits ------------------------------------------------------------------
+
+
+class AssertProperties(ValidatableTableRequirement):
+    """A commit's requirement: the table's properties named in `expected` hold those
+    values (None: absent). pyiceberg checks the requirements of a commit against the
+    metadata it is about to replace, in the Hive catalog under the table's metastore
+    lock: no commit of another writer can land between the check and the switch.
+    Not one of Iceberg's REST requirement types: it only works with a catalog that
+    validates in-process, as pyiceberg's Hive catalog does (ours)."""
+
+    type: Literal["assert-properties"] = Field(default="assert-properties")
+    expected: dict[str, str | None] = Field(default_factory=dict)
+
+    # pydantic's deprecated classmethod `validate` has the name; pyiceberg overrides it too
+    def validate(self, base_metadata: TableMetadata | None) -> None:  # type: ignore[override]
+        if base_metadata is None:
+            raise CommitFailedException("Requirement failed: current table metadata is missing")
+        found = {k: base_metadata.properties.get(k) for k in self.expected}
+        wrong = {k: v for k, v in found.items() if v != self.expected[k]}
+        if wrong:
+            # Not a CommitFailedException: pyiceberg retries those, and this one can
+            # never pass by retrying.
+            raise Fenced(f"the table holds {wrong}, not {self.expected}")
+
+
 # -- offsets ------------------------------------------------------------------------------
 
 
@@ -380,16 +419,18 @@ class IcebergTable:
         stop: threading.Event | None = None,
         retry_s: float = 2.0,
         protocol: str = "iceberg",
+        expect: Mapping[str, str | None] | None = None,
     ) -> None:
         """Add `files` (and drop the DataFiles in `delete`) and set `properties`, in
         one commit. An error leaves the outcome unknown: the table is read again, and
         the commit is tried again only if it did not land. Gives up (raises) only
-        when `stop` is set before it landed."""
+        when `stop` is set before it landed, or with Fenced when the properties named
+        in `expect` do not hold those values (None: absent) as it would land."""
         deleted = list(delete)
         crash_point(f"{protocol}.{self.spec.name}.written")
         token = _PROTOCOL.set(protocol)
         try:
-            self._commit_retrying(files, properties, deleted, stop, retry_s)
+            self._commit_retrying(files, properties, deleted, stop, retry_s, dict(expect or {}))
         finally:
             _PROTOCOL.reset(token)
         crash_point(f"{protocol}.{self.spec.name}.committed")
@@ -401,14 +442,19 @@ class IcebergTable:
         deleted: list[Any],
         stop: threading.Event | None,
         retry_s: float,
+        expect: dict[str, str | None],
     ) -> None:
         with self.lock:
             while True:
                 try:
-                    self._commit_once(files, properties, deleted)
+                    self._commit_once(files, properties, deleted, expect)
                     break
-                except ValidationException:
-                    raise  # it can never apply (a file to delete is gone): the caller's call
+                except (ValidationException, Fenced):
+                    # It can never apply (a file to delete is gone, or another writer
+                    # owns what it writes now): the caller's call. A Fenced after an
+                    # error of unknown outcome comes only once that one is known not
+                    # to have landed (below).
+                    raise
                 except Exception as exc:
                     log.warning(
                         "%s: commit failed (%s: %s); checking whether it landed",
@@ -425,10 +471,19 @@ class IcebergTable:
             self.commits += 1
 
     def _commit_once(
-        self, files: list[str], properties: Mapping[str, str], deleted: list[Any]
+        self,
+        files: list[str],
+        properties: Mapping[str, str],
+        deleted: list[Any],
+        expect: dict[str, str | None],
     ) -> None:
         table = self.table
         with table.transaction() as tx:
+            if expect:
+                # pyiceberg has no public way to add a requirement: its _stage keeps it
+                # with the transaction's own, checked at every attempt of the commit.
+                requirement: Any = AssertProperties(expected=expect)  # not in its Union
+                tx._stage((), (requirement,))
             if deleted:
                 with tx.update_snapshot().overwrite() as overwrite:
                     for data_file in deleted:
@@ -447,7 +502,9 @@ class IcebergTable:
 
     def _landed(self, properties: Mapping[str, str]) -> bool:
         """Whether a commit that set `properties` is in the table (offsets only grow,
-        so equal values mean this commit or a later one of ours)."""
+        so equal values mean this commit or a later one of ours; with several members,
+        possibly one of the partitions' next owner that ends at the same offsets: the
+        same records, in the table once)."""
         try:
             now = self.refresh().properties
         except Exception as exc:  # noqa: BLE001 - metastore still away: not known to have landed

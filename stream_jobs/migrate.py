@@ -42,7 +42,10 @@ Guarantees:
   raw.sensors: the table), plus the list of written file URIs.
 
 No writer of the former layout may run meanwhile: the stream jobs call this before
-they start (stream_jobs.app).
+they start (stream_jobs.app). Several stream-job processes starting together each
+try it: a table's commit lands only while the table has no marker (a conditional
+commit, stream_jobs.iceberg), so one migration of it lands; the others are refused
+(Fenced), retried, and find it done.
 """
 
 from __future__ import annotations
@@ -453,7 +456,8 @@ def _migrate_table(
             properties[state_key(c.topic, c.partition)] = state
     properties[MIGRATED] = datetime.now(UTC).isoformat()
     crash_point("migration.written")
-    t.commit(files, properties)
+    # Only while no other process's migration of the table landed (several members).
+    t.commit(files, properties, expect={MIGRATED: None})
     log.info(
         "migration: %s: %d rows of %d legacy files (%d days) committed as %d files, offsets %s",
         t.ident,

@@ -19,6 +19,18 @@ before the commit (at least once): a consumer that sees one twice sees the same
 (sensor_id, window_start, revision). A checkpoint with nothing to emit commits
 only once a minute: until then a restart replays a little more input instead.
 
+Several processes may run the job in one consumer group, each the partitions the
+group assigns it. The windows of a sensor live in one partition's state: the
+bridge keys readings by sensor id, so all of a sensor's readings are in one
+partition (the same partitioner for every producer of the topic: librdkafka's
+default). On assignment the job claims its partitions in the table before it
+restores their windows (stream_jobs.checkpoint); on revocation it checkpoints them
+before the group hands them on. A member whose checkpoint is refused (Fenced: it
+stalled and lost its partitions) drops its windows and rejoins the group; the new
+owner resumes from the table, so the table counts every reading once. Its
+emissions of that checkpoint were sent to Kafka already: the new owner may send
+them again (at least once, as after a crash).
+
 The windows' clock is event time capped by ingestion time (docs/resampling.md,
 "Watermark policy"): each reading moves it no further than its dt and its receive
 time (the bridge's `received_at` header, else the Kafka record time), both capped
@@ -64,6 +76,7 @@ from iot_common.metrics import gauge
 from iot_common.stats import Counters
 from iot_common.topics import readings_1m_spec
 from stream_jobs.checkpoint import Checkpoint
+from stream_jobs.errors import Fenced
 from stream_jobs.iceberg import IcebergTable, equal
 from stream_jobs.quality import LATE_AFTER_S
 from stream_jobs.records import received_us_of
@@ -386,7 +399,8 @@ class MinuteJob:
     # the loop ----------------------------------------------------------------------
 
     def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
-        properties = dict(self.table.refresh().properties)
+        # Claimed first: what is read after the claim no former owner changes.
+        properties = self.checkpoints.claim([tp.partition for tp in partitions])
         for tp in partitions:
             next_offset = self.recover(tp.partition, properties)
             tp.offset = OFFSET_BEGINNING if next_offset is None else next_offset
@@ -412,6 +426,20 @@ class MinuteJob:
             self._last_commit.pop(tp.partition, None)
             self.checkpoints.forget(tp.partition)
         consumer.unassign()
+
+    def _drop(self) -> None:
+        """Forget every partition (windows, progress, pending emissions): after a
+        Fenced checkpoint another member owns them and resumes from the table."""
+        for progress in (
+            self.windows,
+            self._next,
+            self._first,
+            self._pending,
+            self._last_seen,
+            self._last_commit,
+        ):
+            progress.clear()
+        self.checkpoints.forget_all()
 
     def apply(
         self,
@@ -493,36 +521,45 @@ class MinuteJob:
         bootstrap = str(self._consumer_config["bootstrap.servers"])
         ensure_topics(bootstrap, [readings_1m_spec(self.out_topic)])
         self.ranges.refresh()
-        consumer = self._make_consumer(self._consumer_config)
-        consumer.subscribe(
-            [self.readings_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
-        )
+        while not stop.is_set():
+            consumer = self._make_consumer(self._consumer_config)
+            consumer.subscribe(
+                [self.readings_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
+            try:
+                self._consume(consumer, stop)
+            except Fenced as exc:
+                # Its partitions are another member's (it stalled past the group's
+                # session timeout): rejoin with a new consumer, from the table.
+                log.warning("1m: %s; rejoining the group", exc)
+                self._drop()
+            finally:
+                consumer.close()
+
+    def _consume(self, consumer: Consumer, stop: threading.Event) -> None:
         last_commit = last_ranges = time.monotonic()
         lag_at = 0.0
-        try:
-            while not stop.is_set():
-                batch = consumer.consume(num_messages=10_000, timeout=0.2)
-                for msg in records_of(batch, self.readings_topic):
-                    self.apply(
-                        msg.partition(),  # type: ignore[arg-type]  # records_of: never None
-                        msg.offset(),  # type: ignore[arg-type]
-                        msg.value(),
-                        msg.headers(),
-                        msg.timestamp()[1],
-                    )
-                self.tick()
-                now = time.monotonic()
-                if now - lag_at >= 1.0:
-                    self.stats.lag = consumer_lag(consumer)
-                    lag_at = now
-                if now - last_commit >= self.commit_s:
-                    for partition in list(self.windows):
-                        self.checkpoint(partition)
-                    last_commit = now
-                if now - last_ranges >= 30:
-                    self.ranges.refresh()
-                    last_ranges = now
-            for partition in list(self.windows):
-                self.checkpoint(partition)
-        finally:
-            consumer.close()
+        while not stop.is_set():
+            batch = consumer.consume(num_messages=10_000, timeout=0.2)
+            for msg in records_of(batch, self.readings_topic):
+                self.apply(
+                    msg.partition(),  # type: ignore[arg-type]  # records_of: never None
+                    msg.offset(),  # type: ignore[arg-type]
+                    msg.value(),
+                    msg.headers(),
+                    msg.timestamp()[1],
+                )
+            self.tick()
+            now = time.monotonic()
+            if now - lag_at >= 1.0:
+                self.stats.lag = consumer_lag(consumer)
+                lag_at = now
+            if now - last_commit >= self.commit_s:
+                for partition in list(self.windows):
+                    self.checkpoint(partition)
+                last_commit = now
+            if now - last_ranges >= 30:
+                self.ranges.refresh()
+                last_ranges = now
+        for partition in list(self.windows):
+            self.checkpoint(partition)

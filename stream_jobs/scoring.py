@@ -26,6 +26,16 @@ caught up (the topic is compacted: the latest status of every sensor stays).
 Minutes are closed by the wall clock, and silence judged, only once the job has
 caught up with its inputs since it started.
 
+One job for all sensors (its state is one document): with several stream-job
+processes, one member runs it, the one the consumer group assigns partition 0 of
+the dead-letter topic (its lease; the topic has one partition). That member claims
+every partition of the 1-minute topic in the table (stream_jobs.checkpoint), then
+restores the state and reads both inputs whole, from the table's offsets; the
+others wait. When the lease moves (a member joins or leaves), the holder
+checkpoints before the group hands it on; a holder killed leaves the table at its
+last commit, and the next one resumes there. A holder whose checkpoint is refused
+(Fenced: it stalled and the lease moved) drops its state and rejoins the group.
+
 No record stops the job: one it cannot read is counted (`skipped`) and logged.
 """
 
@@ -49,6 +59,7 @@ from iot_common.contract import TimeBounds, check_event_time, parse_dt, to_us
 from iot_common.crashpoints import crash_point
 from iot_common.errors import reason_code
 from iot_common.kafka_io import ensure_topics, offsets_in_the_table, records_of
+from iot_common.metrics import gauge
 from iot_common.stats import Counters
 from iot_common.topics import (
     dead_letters_spec,
@@ -57,6 +68,7 @@ from iot_common.topics import (
     readings_1m_spec,
 )
 from stream_jobs.checkpoint import Checkpoint
+from stream_jobs.errors import Fenced
 from stream_jobs.iceberg import IcebergTable, committed_offsets
 from stream_jobs.quality import (
     CLOSE_AFTER_S,
@@ -85,6 +97,7 @@ from stream_jobs.tables import SENSOR_QUALITY_1M_REVISIONS, TS
 log = logging.getLogger(__name__)
 
 STATE_PARTITION = 0  # one state document for the whole job, named under this partition
+LEASE_PARTITION = 0  # the member the group assigns this dead-letter partition runs the job
 IDLE_COMMIT_S = 60.0  # a checkpoint with nothing new commits at most this often
 LOGGED_SKIPS = 10  # unreadable records logged in full; then one a minute
 LOAD_CHUNK = 500  # minutes a read-back scan names at most
@@ -201,6 +214,7 @@ class QualityStats(Counters):
     status_changes: int = 0
     checkpoints: int = 0
     skipped: int = 0  # records that could not be read (logged)
+    leading: int = gauge("1 while this process runs the job (one member of the group does)")
 
 
 class QualityJob:
@@ -239,7 +253,8 @@ class QualityJob:
         self._restate = False  # publish every status at the next closing checkpoint
         self._last_commit = 0.0
         self._last_skip_log = 0.0
-        self.recovered = threading.Event()
+        self._leading = False  # this member holds the lease: it reads, scores and commits
+        self.recovered = threading.Event()  # set once the group answered (lease or not)
         self.stats = QualityStats()
 
     # read back a sensor-minute that left the state -----------------------------------
@@ -415,21 +430,55 @@ class QualityJob:
         self.stats.checkpoints += 1
 
     def recover(self, consumer: Consumer) -> None:
-        properties = dict(self.table.refresh().properties)
+        """Claims the table, restores the state and assigns every partition of both
+        inputs at the table's offsets."""
+        partitions = {
+            topic: sorted(consumer.list_topics(topic, timeout=30).topics[topic].partitions)
+            for topic in (self.minutes_topic, self.dlq_topic)
+        }
+        # Every partition of the 1-minute topic: a checkpoint commits the offsets of
+        # them all (those of the dead letters with them, in the same commit).
+        properties = self.checkpoints.claim({STATE_PARTITION, *partitions[self.minutes_topic]})
         recovered = self.checkpoints.recover(STATE_PARTITION, properties)
         self.state = QualityState.restore(recovered.state) if recovered.state else QualityState()
         assignment = []
         for topic in (self.minutes_topic, self.dlq_topic):
             committed = committed_offsets(properties, topic)
             self._next[topic] = dict(committed)
-            partitions = consumer.list_topics(topic, timeout=30).topics[topic].partitions
-            for p in sorted(partitions):
+            for p in partitions[topic]:
                 assignment.append(TopicPartition(topic, p, committed.get(p, OFFSET_BEGINNING)))
+        # In the group's rebalance callback, an assignment of more than the group gave
+        # (the lease): the group's revocation unassigns it all (unassign()).
         consumer.assign(assignment)
         self._last_commit = self._started = time.monotonic()
         self._caught_up, self._restate = False, True
         self.recovered.set()
         log.info("quality: reading %s", [(tp.topic, tp.partition, tp.offset) for tp in assignment])
+
+    def _on_assign(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if any(tp.partition == LEASE_PARTITION for tp in partitions):
+            self.recover(consumer)
+            self._leading = True
+        else:  # another member runs the job: this one reads nothing
+            consumer.assign([])
+            self.recovered.set()
+        self.stats.leading = int(self._leading)
+
+    def _on_revoke(self, consumer: Consumer, partitions: list[TopicPartition]) -> None:
+        if self._leading:
+            self.checkpoint()  # before the group hands the lease on
+        self._drop()
+        consumer.unassign()
+
+    def _drop(self) -> None:
+        """Not the job's member any more: its state and claims are forgotten (the next
+        one restores them from the table)."""
+        self._leading = False
+        self.stats.leading = 0
+        self.state = QualityState()
+        self._next = {self.minutes_topic: {}, self.dlq_topic: {}}
+        self._changed = False
+        self.checkpoints.forget_all()
 
     def run(self, stop: threading.Event) -> None:
         if not self.table.wait_ready(stop):
@@ -445,29 +494,40 @@ class QualityJob:
             ],
         )
         self.sensors.refresh()
-        consumer = self._make_consumer(self._consumer_config)
-        self.recover(consumer)
+        while not stop.is_set():
+            consumer = self._make_consumer(self._consumer_config)
+            # The lease: the member assigned its partition runs the job (_on_assign).
+            consumer.subscribe(
+                [self.dlq_topic], on_assign=self._on_assign, on_revoke=self._on_revoke
+            )
+            try:
+                self._consume(consumer, stop)
+            except Fenced as exc:
+                log.warning("quality: %s; rejoining the group", exc)
+                self._drop()
+            finally:
+                consumer.close()
+
+    def _consume(self, consumer: Consumer, stop: threading.Event) -> None:
         last_commit = last_sensors = time.monotonic()
-        try:
-            while not stop.is_set():
-                batch = consumer.consume(num_messages=10_000, timeout=0.2)
-                self._caught_up = self._caught_up or not batch
-                for msg in records_of(batch, "quality inputs"):
-                    self.apply(
-                        msg.topic(),  # type: ignore[arg-type]
-                        msg.partition(),  # type: ignore[arg-type]  # records_of: never None
-                        msg.offset(),  # type: ignore[arg-type]
-                        msg.value(),
-                        msg.headers(),
-                        msg.timestamp()[1],
-                    )
-                now = time.monotonic()
-                if now - last_sensors >= 30:
-                    self.sensors.refresh()
-                    last_sensors = now
-                if now - last_commit >= self.commit_s:
-                    self.checkpoint()
-                    last_commit = now
+        while not stop.is_set():
+            batch = consumer.consume(num_messages=10_000, timeout=0.2)
+            self._caught_up = self._caught_up or not batch
+            for msg in records_of(batch, "quality inputs"):
+                self.apply(
+                    msg.topic(),  # type: ignore[arg-type]
+                    msg.partition(),  # type: ignore[arg-type]  # records_of: never None
+                    msg.offset(),  # type: ignore[arg-type]
+                    msg.value(),
+                    msg.headers(),
+                    msg.timestamp()[1],
+                )
+            now = time.monotonic()
+            if now - last_sensors >= 30:
+                self.sensors.refresh()
+                last_sensors = now
+            if now - last_commit >= self.commit_s and self._leading:
+                self.checkpoint()
+                last_commit = now
+        if self._leading:
             self.checkpoint()
-        finally:
-            consumer.close()

@@ -461,3 +461,53 @@ def mqtt_publish(
     finally:
         client.disconnect()
         client.loop_stop()
+
+
+# -- several stream-job members in one consumer group (added for test_scale_out_jobs) -------
+
+
+def jobs_member(pipe: Pipeline, name: str) -> Proc:
+    """One more stream-jobs process of `pipe`, as `pipe.jobs` is started, in the same
+    consumer groups (same settings) but with its own web port (its WEB_PORT in
+    `env`) and Faust data folder. Not started."""
+    env = {
+        **pipe.env,
+        "WEB_PORT": str(free_port()),
+        "DATADIR": str(pipe.work / f"faust-{name}"),
+    }
+    return Proc(name, [sys.executable, "-m", "stream_jobs"], env, pipe.work / f"{name}.log")
+
+
+def member_health(proc: Proc) -> dict[str, Any] | None:
+    """A stream-jobs process's /health (on the WEB_PORT of its env); None if it does
+    not answer."""
+    import json
+    import urllib.request
+
+    url = f"http://127.0.0.1:{proc.env['WEB_PORT']}/health"
+    try:
+        with urllib.request.urlopen(url, timeout=5) as r:
+            return json.loads(r.read())  # type: ignore[no-any-return]
+    except OSError:
+        return None
+
+
+def wait_member_healthy(proc: Proc, timeout: float = 90) -> None:
+    def ready() -> bool:
+        if not proc.alive:
+            raise AssertionError(f"{proc.name} exited:\n{proc.tail()}")
+        return _http_ok(int(proc.env["WEB_PORT"]))
+
+    wait_for(ready, timeout, proc.name)
+
+
+def pause(proc: Proc) -> None:
+    """SIGSTOP: the process stalls (as in a long GC pause or a frozen VM), holding
+    whatever it holds, until resume()."""
+    assert proc.p is not None
+    os.killpg(proc.p.pid, signal.SIGSTOP)
+
+
+def resume(proc: Proc) -> None:
+    assert proc.p is not None
+    os.killpg(proc.p.pid, signal.SIGCONT)

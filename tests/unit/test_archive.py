@@ -9,6 +9,7 @@ from hypothesis import strategies as st
 from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES
 from iot_data_generator.readings import reading_payload
 from stream_jobs.archive import TopicArchiver, since
+from stream_jobs.errors import Fenced
 from stream_jobs.iceberg import offset_properties
 from stream_jobs.lake import Lake
 from stream_jobs.records import Record, Source, build_readings, build_rejected, build_sensors
@@ -498,6 +499,7 @@ def test_a_table_without_dead_letters_archives_alone(tmp_path):
         rotate_rows=10,
         rotate_seconds=5,
     )
+    a._on_assign(FakeConsumer(), [TopicPartition("iot.sensors", 0)])
     a.add([Record(0, 0, 1_795_564_800_000, b"Sensor 1", b'{"range": [0, 45]}', {})])
     a.add([Record(0, 1, 1_795_564_801_000, b"Sensor 1", None, {})])
     a.flush()
@@ -559,3 +561,64 @@ def test_the_bridges_size_and_hash_headers_are_kept_for_a_cut_payload():
     headers = {"reason": b"oversized: x", "payload_size": b"2000000", "payload_sha256": sha}
     (row,) = build_rejected([Record(0, 0, 1_000, None, b"abc", headers)]).rows.to_pylist()
     assert (row["payload_size"], row["payload_sha256"]) == (2_000_000, sha.decode())
+
+
+# -- several members of one consumer group ----------------------------------------------
+
+
+def test_a_member_that_lost_its_partition_can_never_commit_it(tables):
+    """Member A archives partition 0 and stalls with records buffered; the group hands
+    the partition to B, which claims it and resumes at the table's offset. A's flush
+    is refused whether B committed yet or not: every record once."""
+    readings, rejected = tables
+    a = archiver(tables)
+    a.add([reading(i) for i in range(5)])
+    a.flush()
+    a.add([reading(i) for i in range(5, 10)] + [foreign(10)])  # buffered; A stalls
+    b = started(tables)
+    assert assign(b, 0) == {0: 5}  # B claims partition 0 and resumes where A's commit ended
+    with pytest.raises(Fenced):  # B has committed nothing yet: the claim alone fences A
+        a.flush()
+    b.add([reading(i) for i in range(5, 10)] + [foreign(10), reading(11)])
+    b.flush()
+    a.add([reading(i) for i in range(12, 14)])  # A, not told yet, reads on
+    with pytest.raises(Fenced):
+        a.flush()
+    assert archived(readings) == [(0, i) for i in range(12) if i != 10]
+    assert archived(rejected) == [(0, 10)]  # the dead letter once, by B
+    assert readings.offsets(TOPIC) == rejected.offsets(TOPIC) == {0: 12}
+    a._drop()  # what the run loop does then, before it rejoins the group
+    assert (a._buffers, a._next, a.stats.assigned) == ({}, {}, [])
+    assert a.checkpoint.claimed == [] and b.checkpoint.claimed == [0]
+
+
+def test_a_fenced_dead_letter_commit_leaves_the_readings_uncommitted_too(tables):
+    readings, rejected = tables
+    a = archiver(tables)
+    a.add([reading(0), foreign(1)])
+    b = started(tables)
+    assign(b, 0)
+    with pytest.raises(Fenced):
+        a.flush()  # raw.rejected's commit comes first, and is refused
+    assert rejected.commits == [] and readings.commits == []
+    b.add([reading(0), foreign(1)])
+    b.flush()
+    assert archived(readings) == [(0, 0)] and archived(rejected) == [(0, 1)]
+
+
+def test_members_split_partitions_and_a_join_moves_them_without_loss(tables):
+    """Two members take partitions 0 and 1; a rebalance (B joins: the group revokes
+    A's, then assigns) commits what A buffered before B claims it."""
+    readings, _ = tables
+    a = started(tables)
+    assign(a, 0, 1)
+    a.add([reading(i) for i in range(3)] + [reading(i, partition=1) for i in range(2)])
+    a._on_revoke(FakeConsumer(), [TopicPartition(TOPIC, 0), TopicPartition(TOPIC, 1)])
+    b = started(tables)
+    assert assign(a, 0) == {0: 3} and assign(b, 1) == {1: 2}
+    a.add([reading(i) for i in range(2, 5)])  # a little replayed: skipped
+    b.add([reading(i, partition=1) for i in range(1, 4)])
+    b.flush()
+    a.flush()
+    assert archived(readings) == [(0, i) for i in range(5)] + [(1, i) for i in range(4)]
+    assert readings.offsets(TOPIC) == {0: 5, 1: 4}

@@ -8,7 +8,7 @@ import inspect
 import threading
 import uuid
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from types import SimpleNamespace
@@ -20,7 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from pyiceberg.expressions import AlwaysTrue, And, BooleanExpression
 from pyiceberg.expressions.visitors import bind
-from pyiceberg.io.pyarrow import expression_to_pyarrow
+from pyiceberg.io.pyarrow import PyArrowFileIO, expression_to_pyarrow
 from pyiceberg.transforms import DayTransform, IdentityTransform
 from pyiceberg.types import (
     BinaryType,
@@ -36,6 +36,8 @@ from pyiceberg.types import (
 from iot_common.crashpoints import STEPS
 from iot_data_generator.readings import reading_payload
 from stream_jobs import iceberg
+from stream_jobs.checkpoint import OWNER_PREFIX
+from stream_jobs.errors import Fenced
 from stream_jobs.iceberg import (
     OFFSET_PREFIX,
     IcebergTable,
@@ -116,8 +118,11 @@ class FakeIcebergTable:
     URIs (one per day, as the real one writes files); `commit` adds them and sets
     the properties together, as the real commit does, or, while `fail_commits` > 0,
     raises CommitFailed having changed nothing (the written files stay orphans).
-    Every commit that landed is recorded in `commits`, and its table's name in
-    `log` (pass one list to several tables to see the order of their commits)."""
+    A commit whose `expect`ed properties the table does not hold raises Fenced,
+    as the real one does. Every commit that landed is recorded in `commits`, and its
+    table's name in `log` (pass one list to several tables to see the order of their
+    commits); the claims of partitions (stream_jobs.checkpoint: a commit of owner
+    properties alone) are kept apart in `claims`, and never fail."""
 
     def __init__(self, spec: TableSpec, lake: Lake, *, log: list[str] | None = None) -> None:
         self.spec, self.lake = spec, lake
@@ -126,6 +131,7 @@ class FakeIcebergTable:
         self.files: dict[str, pa.Table] = {}  # committed
         self.written: dict[str, pa.Table] = {}  # written, not (yet) committed
         self.commits: list[Commit] = []
+        self.claims: list[dict[str, str]] = []
         self.log: list[str] = [] if log is None else log
         self.fail_commits = 0
         self.bytes_written = 0
@@ -160,8 +166,18 @@ class FakeIcebergTable:
         delete: Iterable[object] = (),
         stop: threading.Event | None = None,
         protocol: str = "iceberg",
+        expect: Mapping[str, str | None] | None = None,
     ) -> None:
         deleted = list(delete)
+        if protocol == "claim":
+            assert not files and all(k.startswith(OWNER_PREFIX) for k in properties)
+            self.properties.update(properties)
+            self.claims.append(dict(properties))
+            return
+        wrong = {k: self.properties.get(k) for k, v in (expect or {}).items()}
+        wrong = {k: v for k, v in wrong.items() if v != (expect or {})[k]}
+        if wrong:
+            raise Fenced(f"{self.ident} holds {wrong}")
         if self.fail_commits:
             self.fail_commits -= 1
             raise CommitFailed(self.ident)
@@ -414,15 +430,18 @@ class FakeCatalog:
 
 def table_on(catalog, monkeypatch, outcomes):
     """An IcebergTable whose single commit attempts go as `outcomes` says: "ok",
-    "lost" (an error, nothing landed) or "landed" (an error, yet it landed)."""
+    "lost" (an error, nothing landed), "landed" (an error, yet it landed) or "fenced"
+    (refused: the table's owner is another)."""
     t = handle(catalog)
     attempts = []
 
-    def commit_once(files, properties, deleted):
+    def commit_once(files, properties, deleted, expect):
         if len(attempts) == len(outcomes):
             raise Runaway(f"tried again after {outcomes}")
         outcome = outcomes[len(attempts)]
         attempts.append(outcome)
+        if outcome == "fenced":
+            raise Fenced("another member owns it")
         if outcome in ("ok", "landed"):
             catalog.properties.update(properties)
         if outcome != "ok":
@@ -488,3 +507,86 @@ def test_a_commit_passes_its_crash_points_in_protocol_order(monkeypatch):
     t.commit([], {"k": "v"}, retry_s=0)
     assert passed == ["iceberg.readings.written", "iceberg.readings.committed"]
     assert all(step in STEPS for step in passed)
+
+
+# -- conditional commits (several members of a consumer group) ------------------------------
+
+
+def test_a_fenced_commit_is_never_tried_again(monkeypatch):
+    t, attempts = table_on(FakeCatalog(), monkeypatch, ["fenced"])
+    with pytest.raises(Fenced):
+        t.commit(["f"], offset_properties("iot.readings", {0: 5}), retry_s=0, expect={"o": "me"})
+    assert attempts == ["fenced"] and t.commits == 0
+
+
+def test_after_an_unknown_outcome_a_commit_is_fenced_only_if_it_did_not_land(monkeypatch):
+    catalog = FakeCatalog()
+    t, attempts = table_on(catalog, monkeypatch, ["lost", "fenced"])
+    with pytest.raises(Fenced):
+        t.commit(["f"], offset_properties("iot.readings", {0: 5}), retry_s=0, expect={"o": "me"})
+    assert attempts == ["lost", "fenced"]
+    t, attempts = table_on(catalog, monkeypatch, ["landed"])
+    t.commit(["f"], offset_properties("iot.readings", {0: 6}), retry_s=0, expect={"o": "me"})
+    assert attempts == ["landed"] and t.commits == 1
+
+
+class CheckingCatalog:
+    """A catalog that does what pyiceberg's Hive catalog does with a commit under the
+    table's lock: every requirement checked against the metadata it holds now, then
+    the updates applied to that metadata (not to the committer's)."""
+
+    def __init__(self, metadata):
+        self.metadata = metadata
+
+    def load_table(self, ident):
+        from pyiceberg.table import Table
+
+        return Table(("raw", "readings"), self.metadata, "mem://m", PyArrowFileIO(), self)
+
+    def commit_table(self, table, requirements, updates):
+        from pyiceberg.table import CommitTableResponse
+        from pyiceberg.table.update import update_table_metadata
+
+        for requirement in requirements:
+            requirement.validate(self.metadata)
+        self.metadata = update_table_metadata(self.metadata, updates)
+        return CommitTableResponse(metadata=self.metadata, metadata_location="mem://m")
+
+    def _delete_old_metadata(self, io, base, new):
+        pass
+
+
+def test_a_conditional_commit_is_checked_against_the_table_as_it_lands():
+    """pyiceberg's own transaction carries the requirement to the catalog's check:
+    a member's view of the table from before another member's claim does not let
+    its commit through, and the commit sets only its own properties."""
+    from pyiceberg.partitioning import UNPARTITIONED_PARTITION_SPEC
+    from pyiceberg.table.metadata import new_table_metadata
+    from pyiceberg.table.sorting import UNSORTED_SORT_ORDER
+
+    metadata = new_table_metadata(
+        iceberg_schema(READINGS),
+        UNPARTITIONED_PARTITION_SPEC,
+        UNSORTED_SORT_ORDER,
+        "mem://t",
+        {"owner.0": "a", "owner.1": "b"},
+    )
+    catalog = CheckingCatalog(metadata)
+    a, b = handle(catalog), handle(catalog)
+    a.commit([], {"offset.0": "10"}, expect={"owner.0": "a"}, retry_s=0)
+    b.commit([], {"offset.1": "7"}, expect={"owner.1": "b"}, retry_s=0)
+    assert {k: v for k, v in catalog.metadata.properties.items() if "." in k} == {
+        "owner.0": "a",
+        "owner.1": "b",
+        "offset.0": "10",
+        "offset.1": "7",
+    }
+    _ = a.table  # a's view of the table, as of its last commit
+    b.commit([], {"owner.0": "b"}, retry_s=0)  # b claims partition 0
+    assert a.table.properties["owner.0"] == "a"  # a has not seen it
+    with pytest.raises(Fenced):
+        a.commit([], {"offset.0": "20"}, expect={"owner.0": "a"}, retry_s=0)
+    assert catalog.metadata.properties["offset.0"] == "10"
+    with pytest.raises(Fenced):  # a missing property is expected as None
+        a.commit([], {"offset.2": "1"}, expect={"owner.2": "a"}, retry_s=0)
+    a.commit([], {"offset.2": "1"}, expect={"owner.2": None}, retry_s=0)

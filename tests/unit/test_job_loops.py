@@ -4,18 +4,27 @@ says, and a graceful stop leaves nothing buffered."""
 
 import threading
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
+import orjson
 import pytest
-from confluent_kafka import KafkaError, TopicPartition
+from confluent_kafka import OFFSET_BEGINNING, KafkaError, TopicPartition
 
 import stream_jobs.resample as resample
 from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES
 from stream_jobs.archive import TopicArchiver
+from stream_jobs.errors import Fenced
 from stream_jobs.iceberg import committed_offsets
 from stream_jobs.lake import Lake
 from stream_jobs.records import build_readings
 from stream_jobs.resample import MinuteJob, SensorRanges, WindowPolicy
-from stream_jobs.tables import READINGS, READINGS_1M_REVISIONS, REJECTED
+from stream_jobs.scoring import QualityJob, SensorList
+from stream_jobs.tables import (
+    READINGS,
+    READINGS_1M_REVISIONS,
+    REJECTED,
+    SENSOR_QUALITY_1M_REVISIONS,
+)
 from tests.unit.test_archive import CONTRACT, TOPIC, foreign, reading
 from tests.unit.test_iceberg import FakeIcebergTable
 from tests.unit.test_resample_unit import SENSORS, FakeProducer, recent_minute, record
@@ -238,3 +247,137 @@ def test_a_rebalance_after_an_uncommitted_checkpoint_leaves_no_stale_progress(
         payload, headers, ts_ms = record("Sensor 1", t + i * 1_000_000, 2.0, t + i * 1_000_000)
         job.apply(0, i, payload, headers, ts_ms)
     assert job._first[0] == 0 and job._next[0] == 5
+
+
+# -- several members of one consumer group ----------------------------------------------
+
+
+def test_the_archive_loop_rejoins_the_group_when_its_commit_is_fenced(tmp_path):
+    """Between two batches another member takes partition 0 and archives a record:
+    this member's next flush is refused, it drops its buffer and rejoins with a new
+    consumer, whose assignment resumes at the table's offset."""
+    lake = Lake(str(tmp_path))
+    readings = FakeIcebergTable(READINGS, lake)
+
+    def member():
+        return TopicArchiver(
+            readings,
+            TOPIC,
+            build=build_readings,
+            consumer_config={},
+            **CONTRACT,
+            rotate_rows=1,
+            rotate_seconds=60,
+        )
+
+    archiver, other = member(), member()
+    stop = threading.Event()
+    first = [[as_message(reading(0)), as_message(reading(1))], [as_message(reading(3))]]
+    again = [[as_message(reading(i)) for i in range(2, 6)]]  # from before the table's offset
+
+    class TakenOver(ScriptedConsumer):
+        def consume(self, num_messages, timeout):
+            if len(self.batches) == 1:  # after the first flush: the other member takes over
+                other._on_assign(ScriptedConsumer({}, [], stop), [TopicPartition(TOPIC, 0)])
+                other.add([reading(2)])
+                other.flush()
+            return super().consume(num_messages, timeout)
+
+    made = []
+
+    def make(config):
+        made.append(
+            (TakenOver if not made else ScriptedConsumer)(config, [first, again][len(made)], stop)
+        )
+        return made[-1]
+
+    archiver._make_consumer = make
+    archiver.run(stop)
+    assert len(made) == 2 and all(c.closed for c in made)
+    rows = readings.rows()
+    assert sorted(rows["kafka_offset"].to_pylist()) == list(range(6))
+    assert committed_offsets(readings.properties, TOPIC) == {0: 6}
+
+
+class LeaseConsumer:
+    """What the quality job's rebalance callbacks use of its consumer."""
+
+    def __init__(self):
+        self.assigned = None
+
+    def list_topics(self, topic, timeout):
+        partitions = {"iot.readings.1m": 3, "iot.readings.dlq": 1}[topic]
+        meta = SimpleNamespace(partitions={p: None for p in range(partitions)})
+        return SimpleNamespace(topics={topic: meta})
+
+    def assign(self, partitions):
+        self.assigned = [(tp.topic, tp.partition, tp.offset) for tp in partitions]
+
+    def unassign(self):
+        self.assigned = []
+
+
+def test_the_quality_job_runs_in_the_member_that_holds_the_lease(tmp_path):
+    """The member assigned the dead-letter partition reads both inputs whole and
+    commits; the lease moves with a checkpoint; a holder that stalled while it moved
+    is refused."""
+    table = FakeIcebergTable(SENSOR_QUALITY_1M_REVISIONS, Lake(str(tmp_path)))
+
+    def member():
+        return QualityJob(
+            table,
+            consumer_config={},
+            producer=FakeProducer(),
+            sensors=SensorList(lambda: [], 1000),
+            minutes_topic="iot.readings.1m",
+            dlq_topic="iot.readings.dlq",
+            out_topic="iot.quality.1m",
+            status_topic="iot.quality.status",
+            commit_s=1,
+            bounds=DEFAULT_BOUNDS,
+        )
+
+    start = datetime.fromtimestamp(recent_minute() / 1e6, UTC).strftime("%Y-%m-%dT%H:%M:%S")
+    minute = {"sensor_id": "A", "window_start": start, "count": 60, "out_of_range_count": 0}
+
+    def feed(job, offset, revision):
+        value = orjson.dumps({**minute, "revision": revision})
+        job.apply("iot.readings.1m", 1, offset, value, None, 0)
+
+    lease = [TopicPartition("iot.readings.dlq", 0)]
+    a, b, c = member(), member(), member()
+    ca, cb, cc = LeaseConsumer(), LeaseConsumer(), LeaseConsumer()
+    a._on_assign(ca, lease)
+    b._on_assign(cb, [])
+    assert (a.stats.leading, b.stats.leading) == (1, 0)
+    assert a.recovered.is_set() and b.recovered.is_set()
+    assert cb.assigned == []
+    assert sorted(ca.assigned) == [("iot.readings.1m", p, OFFSET_BEGINNING) for p in range(3)] + [
+        ("iot.readings.dlq", 0, OFFSET_BEGINNING)
+    ]
+    feed(a, 0, 1)
+    a.checkpoint()
+    feed(a, 1, 2)
+    a._on_revoke(ca, lease)  # b joins, the lease moves: a checkpoints first
+    assert committed_offsets(table.properties, "iot.readings.1m") == {1: 2}
+    assert a.stats.leading == 0 and ca.assigned == []
+    b._on_assign(cb, lease)
+    assert ("iot.readings.1m", 1, 2) in cb.assigned
+    assert b.state.cells == a_state_of(table).cells  # restored from a's last checkpoint
+    feed(b, 2, 3)  # b stalls; the group gives the lease to c
+    c._on_assign(cc, lease)
+    with pytest.raises(Fenced):
+        b.checkpoint()
+    assert committed_offsets(table.properties, "iot.readings.1m") == {1: 2}
+    feed(c, 2, 3)
+    c.checkpoint()
+    assert committed_offsets(table.properties, "iot.readings.1m") == {1: 3}
+
+
+def a_state_of(table):
+    """The quality state the table's last commit names."""
+    from stream_jobs.checkpoint import state_key
+    from stream_jobs.quality import QualityState
+
+    path = table.properties[state_key("iot.readings.1m", 0)]
+    return QualityState.restore(table.lake.read_json(table.lake.path(path)))

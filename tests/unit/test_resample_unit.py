@@ -13,7 +13,7 @@ from confluent_kafka import TopicPartition
 import stream_jobs.resample as resample
 from iot_common.contract import DEFAULT_BOUNDS, DEFAULT_MAX_PAYLOAD_BYTES, TimeBounds
 from stream_jobs.checkpoint import state_key
-from stream_jobs.errors import LakeError
+from stream_jobs.errors import Fenced, LakeError
 from stream_jobs.iceberg import offset_key
 from stream_jobs.lake import Lake
 from stream_jobs.resample import (
@@ -258,6 +258,7 @@ def test_a_checkpoint_with_nothing_to_emit_commits_once_a_minute(table, monkeypa
     # A restart now replays from the table's (older) checkpoint: the same windows.
     again = job_on(table)
     assert again._next == {} and again.windows[0].open == {}
+    job.checkpoints.claim([0])  # the partition back to the job that read it (`again` took it)
 
     job._last_commit[0] -= IDLE_COMMIT_S  # a minute without a commit
     job.checkpoint(0)
@@ -404,3 +405,32 @@ def test_a_full_producer_queue_waits_for_deliveries_instead_of_failing():
     p = Full()
     produce(p, "t", key=b"k", value=b"v")
     assert p.produced == [("t", b"k", b"v")] and p.polls == 2
+
+
+def test_a_member_that_lost_its_partition_cannot_checkpoint_it(table):
+    """Member A stalls with readings applied since its checkpoint; the group gives the
+    partition to B, which claims it and restores A's last state. A's checkpoint is
+    refused (the table still names A's last state file, which stays), B's lands:
+    every reading in its window once."""
+    t = recent_minute()
+    records = [record("Sensor 1", t + i * S, 1.0, t + i * S) for i in range(20)]
+    a = job_on(table)
+    feed(a, records[:10])
+    a._last_commit[0] -= IDLE_COMMIT_S
+    a.checkpoint(0)
+    landed = table.properties[state_key("iot.readings", 0)]
+    feed(a, records[10:], 10)
+    b = job_on(table)  # claims partition 0, restores a's state: 10 readings, next 10
+    assert b._next == {0: 10} and state_files(table) == [table.lake.path(landed)]
+    a._last_commit[0] -= IDLE_COMMIT_S
+    with pytest.raises(Fenced):
+        a.checkpoint(0)
+    assert table.properties[state_key("iot.readings", 0)] == landed
+    assert table.lake.read_json(table.lake.path(landed)) is not None
+    feed(b, records[10:], 10)
+    b._last_commit[0] -= IDLE_COMMIT_S
+    b.checkpoint(0)
+    restarted = job_on(table)  # its recovery deletes a's refused state file
+    (agg,) = restarted.windows[0].open.values()
+    assert (agg.count, restarted._next) == (20, {0: 20})
+    assert state_files(table) == [table.lake.path(table.properties[state_key("iot.readings", 0)])]
