@@ -27,10 +27,12 @@ from tests.bench import (
     stage_bridge,
     stage_compaction,
     stage_conflicts,
+    stage_curves,
     stage_day,
     stage_e2e,
     stage_freshness,
     stage_gx,
+    stage_history,
     stage_minutes,
     stage_quality,
     stage_queries,
@@ -38,6 +40,7 @@ from tests.bench import (
 )
 from tests.bench.common import (
     BROKERS,
+    KCAT,
     MOSQUITTO_PUB,
     SQL,
     BenchEnv,
@@ -48,7 +51,7 @@ from tests.bench.common import (
 )
 
 # Commands a stage may need (besides services), and where they come from.
-COMMANDS = {MOSQUITTO_PUB: "Debian package mosquitto-clients"}
+COMMANDS = {MOSQUITTO_PUB: "Debian package mosquitto-clients", KCAT: "Debian package kcat"}
 
 
 @dataclass(frozen=True)
@@ -68,7 +71,7 @@ class Option:
 @dataclass(frozen=True)
 class Stage:
     """One stage: `--only` name, what it measures, its function, what it needs (services
-    to start: BROKERS, SQL; commands: MOSQUITTO_PUB), and its sizes."""
+    to start: BROKERS, SQL; commands: MOSQUITTO_PUB, KCAT), and its sizes."""
 
     name: str
     help: str
@@ -117,10 +120,14 @@ STAGES = [
     ),
     Stage(
         "bridge",
-        "MQTT publish (mosquitto_pub, C, QoS 1) -> bridge -> Kafka",
+        "MQTT publish (mosquitto_pub, C, QoS 1) -> Kafka: the C pipe mosquitto_sub | kcat "
+        "and the bridge side by side in rounds, and their ratio",
         stage_bridge.run,
-        frozenset({BROKERS, SQL, MOSQUITTO_PUB}),
-        (Option("--bridge", 200_000, "readings", smoke=2_000),),
+        frozenset({BROKERS, MOSQUITTO_PUB, KCAT}),
+        (
+            Option("--bridge", 200_000, "readings a side and round", smoke=2_000),
+            Option("--bridge-rounds", 3, "rounds (pipe, then bridge)", smoke=1),
+        ),
     ),
     Stage(
         "e2e",
@@ -142,6 +149,32 @@ STAGES = [
         stage_queries.run,
         frozenset({BROKERS, SQL}),
         (Option("--days", 30, "days of backfilled history", smoke=2),),
+    ),
+    Stage(
+        "curves",
+        "CPU and memory of each service's state from 5 to 100,000 sensors (bridge, "
+        "1-minute job, quality job, sensor registry), each size in a process of its own; "
+        "draws curves-cpu.png and curves-memory.png",
+        stage_curves.run,
+        frozenset({BROKERS}),
+        (
+            Option("--curves-readings", 500_000, "readings at every size", smoke=20_000),
+            Option("--curves-max-sensors", 100_000, "largest number of sensors", smoke=1_000),
+            Option("--curves-minutes", 2, "live minutes of the quality job", smoke=1),
+        ),
+    ),
+    Stage(
+        "history",
+        "query latency through Trino as a backfilled history of 100 sensors grows from "
+        "1 to 365 days; draws curves-queries.png",
+        stage_history.run,
+        frozenset({BROKERS, SQL}),
+        (
+            Option("--history-days", 365, "longest history (steps 1, 7, 30, 90, 365)", smoke=7),
+            Option("--history-interval", 60, "seconds between a sensor's readings", smoke=600),
+            Option("--history-sensors", 100, "sensors"),
+            Option("--history-runs", 5, "runs of each query (median)", smoke=2),
+        ),
     ),
     Stage(
         "superset",

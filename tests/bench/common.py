@@ -64,6 +64,7 @@ Record = Callable[[str, dict[str, Any]], None]
 BROKERS = "brokers"  # Mosquitto and Kafka (harness.start_brokers)
 SQL = "sql"  # PostgreSQL, the Hive Metastore and Trino (harness.start_sql)
 MOSQUITTO_PUB = "mosquitto_pub"  # a command: Debian package mosquitto-clients
+KCAT = "kcat"  # a command: Debian package kcat (the bridge stage's C pipe)
 
 
 @dataclass
@@ -422,6 +423,10 @@ class Publishers:
     def wait(self) -> None:
         for p in self.procs:
             p.wait()
+
+    def running(self) -> bool:
+        """True while any publisher still runs."""
+        return any(p.poll() is None for p in self.procs)
 
 
 def sql_pipeline_with_client(
